@@ -36,7 +36,7 @@ class Sandbox:
         self.log_path = LOG_DIR / f"sandbox-{self.port}.log"
         cmd = [PY, "-m", "orchestrator.cli", "sandbox", "--port", str(self.port), "--seed", str(seed),
                "--speed", str(speed), *(extra or [])]
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the child process
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO)
         self.wait_ready()
 
