@@ -26,13 +26,13 @@ TICK_INTERVAL_S = 0.05
 
 
 def venue_modules() -> list[Any]:
-    from sandbox import llm
+    from sandbox import audit, llm
     from sandbox.bank import venue as bank
     from sandbox.bybit import market, rest, ws
     from sandbox.gate import api as gate
 
     # Order matters: the bank exists before the venues whose buyers pay through it.
-    return [bank, gate, rest, market, ws, llm]
+    return [bank, gate, rest, market, ws, llm, audit]
 
 
 def create_app(world: World) -> FastAPI:
