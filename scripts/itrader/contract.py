@@ -69,10 +69,17 @@ def failure(err: ScriptError) -> dict[str, Any]:
     return {"success": False, "error": err.to_dict()}
 
 
+# Public attributes of a browser-export cookie object (inside "cookies"): only its "value" is secret.  Masking
+# "rsid" or ".panel.gate.cx" would garble the refreshed cookie objects a Gate script must hand back.
+COOKIE_ATTRIBUTE_KEYS = frozenset({"name", "domain", "path", "samesite", "storeid"})
+
+
 def _collect_secrets(obj: Any, under_secret: bool = False) -> list[str]:
     found: list[str] = []
     if isinstance(obj, dict):
         for key, value in obj.items():
+            if under_secret and str(key).lower() in COOKIE_ATTRIBUTE_KEYS and isinstance(value, str):
+                continue
             found += _collect_secrets(value, under_secret or str(key).lower() in SECRET_KEYS)
     elif isinstance(obj, list):
         for item in obj:
