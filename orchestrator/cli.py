@@ -29,5 +29,16 @@ def sandbox(host: str, port: int, seed: int, speed: float, print_env: bool) -> N
     serve(host, port, seed, speed)
 
 
+def _register_orchestrator_commands() -> None:
+    """db, keygen, config, accounts, pools, review, pause, resume (their modules import only click)."""
+    from orchestrator.commands import commands
+
+    for cmd in commands():
+        main.add_command(cmd)
+
+
+_register_orchestrator_commands()
+
+
 if __name__ == "__main__":
     main()
