@@ -420,9 +420,9 @@ def h_finish(venue: BybitVenue, acc: Account, body: Json) -> Any:
 
 
 def h_listpage(venue: BybitVenue, acc: Account, body: Json) -> Any:
-    order = _own_order(venue, acc, body)
     size = int_text(body, "size", 30, 1, 30, required=True)
     page = int_text(body, "currentPage", 1, 1, 100_000)
+    order = _own_order(venue, acc, body)
     msgs = list(reversed(venue.messages(order.id)))
     return {"result": msgs[(page - 1) * size: page * size]}
 

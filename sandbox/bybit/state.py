@@ -351,8 +351,8 @@ class BybitVenue:
                 ad.status = 20
                 ad.hidden_reason = "SECURITY_RISK"
             self._ads[ad.id] = ad
-            self.world.record("bybit_ad_created", item_id=ad.id, uid=uid, price=str(price),
-                              quantity=str(quantity), min_amount=str(min_amount), max_amount=str(max_amount))
+            self.world.record("bybit_ad_created", item_id=ad.id, uid=uid, price=fmt(price),
+                              quantity=fmt(quantity), min_amount=fmt(min_amount), max_amount=fmt(max_amount))
             return ad
 
     def update_ad(self, uid: str, item_id: str, action: str, *, price_type: int, price: Decimal, premium: str,
@@ -469,7 +469,7 @@ class BybitVenue:
             if ad.remark:
                 self._add_message(order, ad.uid, ad.remark, "str")
             self.world.record("bybit_order_created", order_id=order.id, item_id=ad.id, buyer_uid=buyer.uid,
-                              seller_uid=ad.uid, amount=str(amount), quantity=str(qty), price=str(ad.price))
+                              seller_uid=ad.uid, amount=fmt(amount), quantity=fmt(qty), price=fmt(ad.price))
             return order
 
     def _party(self, order: Order, uid: str) -> None:
@@ -501,7 +501,7 @@ class BybitVenue:
             self._sys(order, "The buyer has marked the order as paid. Check that the money arrived in your "
                              "account before releasing.", 3)
             self.world.record("bybit_order_paid", order_id=order.id, buyer_uid=order.buyer_uid,
-                              amount=str(order.amount), payment_type=term.payment_type)
+                              amount=fmt(order.amount), payment_type=term.payment_type)
 
     def cancel_order(self, order_id: str, by_uid: str, reason: str = "") -> None:
         """Buyer cancels an unpaid order (10 -> 40); the USDT goes back to the ad."""
@@ -561,8 +561,8 @@ class BybitVenue:
             self._maybe_sold_out(ad)
             self._sys(order, "The seller has released the crypto. The order is completed.", 6)
             self.world.record("bybit_release", order_id=order.id, item_id=order.item_id,
-                              seller_uid=order.seller_uid, amount=str(order.amount),
-                              quantity=str(order.quantity), price=str(order.price))
+                              seller_uid=order.seller_uid, amount=fmt(order.amount),
+                              quantity=fmt(order.quantity), price=fmt(order.price))
 
     def payment_terms(self, order: Order) -> list[PaymentMethod]:
         ad = self._ads[order.item_id]
