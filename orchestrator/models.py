@@ -36,7 +36,7 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 MONEY_SCALE = 8
 _SCALE = Decimal(10) ** MONEY_SCALE
-_INT64_MAX = 2**63 - 1
+MONEY_LIMIT = Decimal("1E10")  # |value| < 10 000 000 000 on both back ends (fits int64 units of 1e-8)
 
 
 class Money(TypeDecorator[Decimal]):
@@ -45,7 +45,7 @@ class Money(TypeDecorator[Decimal]):
     Why not plain Numeric everywhere: SQLite gives NUMERIC columns REAL affinity, so 0.1 + 0.2 style values
     would silently become binary floats.  Storing units of 1e-8 as INTEGER keeps values, comparisons and
     SUM() exact in SQL on SQLite too.  Values with more than 8 decimal places are refused rather than
-    rounded (PostgreSQL would round them silently); floats are refused outright.
+    rounded (PostgreSQL would round them silently); floats are refused outright; |value| < 1e10.
     """
 
     impl = Numeric(20, MONEY_SCALE)
@@ -69,7 +69,7 @@ class Money(TypeDecorator[Decimal]):
         scaled = dec * _SCALE
         if scaled != scaled.to_integral_value():
             raise ValueError(f"{dec} has more than {MONEY_SCALE} decimal places")
-        if abs(scaled) > _INT64_MAX or dec.adjusted() >= 20 - MONEY_SCALE:
+        if abs(dec) >= MONEY_LIMIT:
             raise ValueError(f"{dec} is out of range for a money column")
         return dec
 
