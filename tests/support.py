@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import requests
+from sandbox.process import SandboxProcess, free_port  # noqa: F401 - free_port is re-exported for the tests
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
@@ -20,59 +18,13 @@ PY = sys.executable
 LOG_DIR = REPO / "var" / "test-logs"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Sandbox:
-    """``itrader sandbox`` in a child process; stopped (and its log kept under var/test-logs) on close."""
+class Sandbox(SandboxProcess):
+    """``itrader sandbox`` in a child process; its log is kept under var/test-logs."""
 
     def __init__(self, seed: int = 7, speed: float = 1.0, extra: list[str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
-        self.log_path = LOG_DIR / f"sandbox-{self.port}.log"
-        cmd = [PY, "-m", "orchestrator.cli", "sandbox", "--port", str(self.port), "--seed", str(seed),
-               "--speed", str(speed), *(extra or [])]
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the child process
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO)
-        self.wait_ready()
-
-    def wait_ready(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"sandbox exited early: {self.log_path.read_text(errors='replace')[-3000:]}")
-            try:
-                if requests.get(f"{self.url}/sandbox/health", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("sandbox did not become healthy")
-
-    @property
-    def env(self) -> dict[str, str]:
-        from sandbox.app import env_lines
-
-        pairs = (line.removeprefix("export ").split("=", 1) for line in env_lines("127.0.0.1", self.port))
-        return dict(pairs)
-
-    def control(self, method: str, path: str, **kwargs: Any) -> Any:
-        resp = requests.request(method, f"{self.url}{path}", timeout=10, **kwargs)
-        resp.raise_for_status()
-        return resp.json()
-
-    def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
+        port = free_port()
+        super().__init__(seed=seed, speed=speed, port=port, extra=extra, cwd=REPO,
+                         log_path=LOG_DIR / f"sandbox-{port}.log")
 
 
 @dataclass
