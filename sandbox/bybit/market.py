@@ -356,4 +356,9 @@ def install(app: FastAPI, world: Any) -> None:
             if "frozen" in body:
                 book.frozen_step = book.step() if body["frozen"] else None
             return JSONResponse(book.state())
-    return None
+
+    # The simulated buyers live beside the market (both are "other people on Bybit"); installing them here
+    # keeps sandbox/app.py's venue list untouched.
+    from sandbox.bybit import buyers
+
+    buyers.install(app, world)
