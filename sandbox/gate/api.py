@@ -200,7 +200,8 @@ def _panel_routes(gate: GateState, world: Any) -> APIRouter:
                                      "errors": {"amount": ["The amount field must be a number."]}}, status_code=422)
                 return finish(request, acc, sess, rotated, resp)
             acc.rub = value.quantize(Decimal("0.01"))
-            world.record("gate_set_balance", account=acc.login, amount=str(acc.rub))
+            world.record("gate_set_balance", account=acc.login, amount=str(acc.rub),
+                         wire_type=type(amount).__name__)
             return finish(request, acc, sess, rotated, ok({"balance": str(acc.rub)}))
 
     @router.get("/payments/payouts")
@@ -231,6 +232,9 @@ def _panel_routes(gate: GateState, world: Any) -> APIRouter:
             query = [(k, v) for k, v in q.multi_items() if k != "page"]
             body = paginate([render(p, gate) for p in items], page, per_page, str(request.url).split("?")[0],
                             dict(query))
+            if gate.config["paginator_meta"]:
+                body = {"data": body["data"], "meta": {k: body[k] for k in
+                                                       ("current_page", "last_page", "per_page", "total")}}
             return finish(request, acc, sess, rotated, ok({"payouts": body}))
 
     def payout_for(acc: Account, payout_id: str) -> Payout | None:

@@ -39,7 +39,12 @@ def _laravel_like(label: str) -> str:
         "mac": hashlib.sha256(digest + b"mac").hexdigest(),
         "tag": "",
     }
-    return base64.b64encode(json.dumps(blob, separators=(",", ":")).encode()).decode()
+    return _cookie_text(blob)
+
+
+def _cookie_text(blob: dict[str, str]) -> str:
+    # Laravel URL-encodes the padding ("%3D"), which also keeps Set-Cookie from quoting the value.
+    return base64.b64encode(json.dumps(blob, separators=(",", ":")).encode()).decode().replace("=", "%3D")
 
 
 SEED_SID = _laravel_like("seed-sid")
@@ -73,6 +78,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "rate_per_minute": 0.0,  # status-4 payouts generated per simulated minute (0 = off)
     "rate_limit_per_minute": 0,  # per-account request budget per simulated minute (0 = unlimited)
     "hide_when_zero_balance": True,  # an account whose RUB balance is 0 is offered no status-4 payouts
+    "paginator_meta": False,  # list answers use the data[] + meta{} paginator variant some clients expected
 }
 
 
@@ -94,7 +100,7 @@ def _cookie_value() -> str:
         "mac": secrets.token_hex(32),
         "tag": "",
     }
-    return base64.b64encode(json.dumps(blob, separators=(",", ":")).encode()).decode()
+    return _cookie_text(blob)
 
 
 @dataclass
