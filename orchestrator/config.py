@@ -269,7 +269,7 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: dict[str, s
     if file.exists():
         try:
             with open(file, "rb") as fh:
-                data = tomllib.load(fh)
+                data = tomllib.load(fh, parse_float=Decimal)  # money in the file stays exact
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{file}: invalid TOML: {exc}") from None
     elif explicit:
