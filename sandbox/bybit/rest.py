@@ -46,6 +46,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from sandbox.bybit.auth import HttpRefusal, RateLimited, RateLimiter, authenticate
 from sandbox.bybit.state import (
@@ -568,7 +569,8 @@ def install(app: FastAPI, world: Any) -> None:
     @app.post("/v5/p2p/{sub:path}")
     async def p2p(sub: str, request: Request) -> Response:
         body = await request.body()
-        return handle(sub, request, body)
+        # Off the event loop: the tick thread may hold world.lock for a while (buyers, bank receipts).
+        return await run_in_threadpool(handle, sub, request, body)
 
     @app.get(UPLOAD_PREFIX + "{key}")
     def show_obj(key: str, token: str = "") -> Response:
@@ -639,7 +641,7 @@ def install_control(app: FastAPI, world: Any, venue: BybitVenue, limiter: RateLi
             data = None
         if not isinstance(data, dict):
             return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
-        return guarded(lambda: fn(data))
+        return await run_in_threadpool(guarded, lambda: fn(data))
 
     @app.post("/sandbox/bybit/accounts")
     async def create_accounts(request: Request) -> JSONResponse:
