@@ -177,6 +177,13 @@ class RateLimiter:
                     win.blocked_until = max(win.blocked_until, until)
             self.penalties += 1
 
+    def blocked_for(self, venue: str, account: str | None, kind: str, limit_key: str | None = None) -> float:
+        """Seconds a call with this key would wait right now (0 = it may start at once); reserves nothing."""
+        with self._lock:
+            now = self._clock()
+            slots = [self._window(rule, key).earliest(now) for rule, key in self._keys(venue, account, kind, limit_key)]
+            return max([0.0, *(t - now for t in slots)])
+
     def stats(self) -> dict[str, float]:
         with self._lock:
             return {"granted": self.granted, "waited": self.waited, "wait_s": round(self.wait_s, 3),

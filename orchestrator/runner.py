@@ -79,22 +79,52 @@ NO_INLINE_RETRY = frozenset({CIRCUIT_OPEN, LOCAL_RATE_LIMITED, RUNNER_CLOSED})
 _SECRET_MASK = "***"
 
 
-def _secret_keys() -> frozenset[str]:
-    from itrader.contract import SECRET_KEYS
+def _secret_keys() -> tuple[frozenset[str], frozenset[str]]:
+    from itrader import contract
 
-    return SECRET_KEYS
+    return contract.SECRET_KEYS, getattr(contract, "COOKIE_ATTRIBUTE_KEYS", frozenset())
 
 
-def redact(obj: Any, secret_keys: frozenset[str] | None = None, _under: bool = False) -> Any:
-    """A copy of ``obj`` with every scalar under a secret-looking key (at any depth) replaced by ``***``."""
-    keys = _secret_keys() if secret_keys is None else secret_keys
-    if isinstance(obj, dict):
-        return {k: redact(v, keys, _under or str(k).lower() in keys) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [redact(v, keys, _under) for v in obj]
-    if _under and obj is not None:
-        return _SECRET_MASK
-    return obj
+def redact(obj: Any) -> Any:
+    """A copy of ``obj`` safe to log, by the contract's own rules.
+
+    Every scalar under a secret-looking key (at any depth; a browser cookie object keeps its public name/
+    domain/path) becomes ``***``, and each such secret string is also masked wherever else it appears, e.g.
+    pasted into another field by mistake.
+    """
+    keys, public = _secret_keys()
+    secrets: set[str] = set()
+
+    def mask(node: Any, under: bool) -> Any:
+        if isinstance(node, dict):
+            out = {}
+            for k, v in node.items():
+                kl = str(k).lower()
+                if under and kl in public and isinstance(v, str):
+                    out[k] = v
+                else:
+                    out[k] = mask(v, under or kl in keys)
+            return out
+        if isinstance(node, list):
+            return [mask(v, under) for v in node]
+        if under and node is not None:
+            if isinstance(node, str) and len(node) >= 4:
+                secrets.add(node)
+            return _SECRET_MASK
+        return node
+
+    def scrub(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: scrub(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [scrub(v) for v in node]
+        if isinstance(node, str):
+            for secret in sorted(secrets, key=len, reverse=True):
+                node = node.replace(secret, _SECRET_MASK)
+        return node
+
+    masked = mask(obj, False)
+    return scrub(masked) if secrets else masked
 
 
 @dataclass
@@ -211,6 +241,12 @@ class _Worker:
                 view = view[n:]
 
     def read_line(self, deadline: float) -> bytes:
+        try:
+            return self._read_line(deadline)
+        except (OSError, ValueError) as exc:  # the pipe was closed under us
+            raise _Died(f"stdout unusable ({type(exc).__name__})") from None
+
+    def _read_line(self, deadline: float) -> bytes:
         with selectors.DefaultSelector() as sel:
             sel.register(self._out_fd, selectors.EVENT_READ)
             while True:
@@ -236,11 +272,16 @@ class _Worker:
                     raise _Died("worker closed stdout")
                 self._buf += chunk
 
-    def kill(self) -> None:
-        """Kill the whole process group (the script and anything it spawned), then reap."""
+    def signal_kill(self) -> None:
+        """SIGKILL the whole process group (the script and anything it spawned)."""
         if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, signal.SIGKILL)
+
+    def kill(self) -> None:
+        """Kill, reap and release the pipes.  Only the worker's holder (or the pool, for idle ones) does this:
+        closing a pipe under another thread's select could let the fd number be reused for another file."""
+        self.signal_kill()
         try:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not get ignored
@@ -311,14 +352,17 @@ class _Pool:
 
     def release(self, worker: _Worker) -> None:
         with self._cond:
-            if self.closed or worker not in self._all:
-                drop = True
+            drop = self.closed or worker not in self._all
+            if drop:
+                self._all.discard(worker)
             else:
                 self._idle.append(worker)
-                drop = False
             self._cond.notify()
-        if drop:
+        if drop:  # the runner closed while this call was in flight: end the worker here, its holder
             worker.eof()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.proc.wait(1.0)
+            worker.kill()
 
     def discard(self, worker: _Worker) -> None:
         with self._cond:
@@ -328,14 +372,17 @@ class _Pool:
             self._cond.notify()
         worker.kill()
 
-    def close(self) -> list[_Worker]:
+    def close(self) -> tuple[list[_Worker], list[_Worker]]:
+        """Mark closed; return (idle, busy) workers.  Busy ones stay registered so their holders can finish."""
         with self._cond:
             self.closed = True
-            workers = list(self._all)
-            self._all.clear()
+            idle = list(self._idle)
+            busy = [w for w in self._all if w not in self._idle]
+            for worker in idle:
+                self._all.discard(worker)
             self._idle.clear()
             self._cond.notify_all()
-        return workers
+        return idle, busy
 
 
 @dataclass
@@ -617,7 +664,7 @@ class ScriptRunner:
             deadline = time.monotonic() + timeout_s
             try:
                 worker.send(line, deadline)
-            except BrokenPipeError:
+            except (BrokenPipeError, OSError, ValueError):  # no complete line reached the worker
                 log.warning("%s worker pid %s was gone before the request; using a fresh one", spec.name,
                             worker.pid)
                 self._discard(pool, worker, "dead before request")
@@ -759,17 +806,25 @@ class ScriptRunner:
         with self._lock:
             self._closed = True
             pools = list(self._pools.values())
-        workers = [w for pool in pools for w in pool.close()]
-        for worker in workers:
-            worker.eof()
+        idle: list[_Worker] = []
+        busy: list[_Worker] = []
+        for pool in pools:
+            i, b = pool.close()
+            idle += i
+            busy += b
+        for worker in idle + busy:
+            worker.eof()  # a busy worker finishes its request, answers, then sees EOF
         deadline = time.monotonic() + grace
-        for worker in workers:
+        for worker in idle + busy:
             try:
                 worker.proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                log.warning("%s worker pid %s ignored EOF for %.1fs; killing it", worker.spec.name, worker.pid,
-                            grace)
-            worker.kill()
+                log.warning("%s worker pid %s still running after %.1fs; killing it", worker.spec.name,
+                            worker.pid, grace)
+            if worker in idle:
+                worker.kill()
+            else:
+                worker.signal_kill()  # its caller sees EOF, reports worker_died and reaps it
         if self._stderr_file is not None:
             self._stderr_file.close()
             self._stderr_file = None

@@ -38,6 +38,16 @@ def probe(request: dict, ctx) -> dict:
     elif action == "garbage":
         sys.stdout.write("this is not json\n")
         sys.stdout.flush()
+    elif action == "noise_later":
+        # Answers normally, then prints a stray line while idle: the runner must not reuse this worker.
+        import threading
+
+        def noise() -> None:
+            time.sleep(0.05)
+            sys.stdout.write('{"success": true, "data": {"pid": 0, "served": 0}}\n')
+            sys.stdout.flush()
+
+        threading.Thread(target=noise, daemon=True).start()
     elif action == "off_schema":
         sys.stdout.write('{"success": true, "data": {"surprise": 1}}\n')
         sys.stdout.flush()
@@ -46,8 +56,9 @@ def probe(request: dict, ctx) -> dict:
                           retryable=bool(request.get("retryable", False)), venue_code=request.get("venue_code"),
                           details=request.get("details"))
     elif action == "fail_until":
-        # Fails (retryable) until this process has served `n` requests: lets a retry succeed on a warm worker.
-        if ctx.cache["served"] < int(request["n"]):
+        # Fails (retryable) until this process has seen `text` `n` times: lets a retry succeed on a warm worker.
+        seen = ctx.cache["seen:" + request.get("text", "")] = ctx.cache.get("seen:" + request.get("text", ""), 0) + 1
+        if seen < int(request["n"]):
             raise ScriptError("venue_unavailable", "not yet", retryable=True, venue_code=503)
     elif action == "http":
         import requests
