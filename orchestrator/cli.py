@@ -29,6 +29,44 @@ def sandbox(host: str, port: int, seed: int, speed: float, print_env: bool) -> N
     serve(host, port, seed, speed)
 
 
+@main.command()
+@click.option("--config", "config_path", default=None, help="TOML config (default: $ITRADER_CONFIG or var/itrader.toml).")
+def run(config_path: str | None) -> None:
+    """Run the orchestrator until SIGTERM/SIGINT (what supervisord starts)."""
+    from orchestrator.config import load_config
+    from orchestrator.db import InstanceLocked
+    from orchestrator.service import Service, setup_logging
+
+    setup_logging()
+    cfg = load_config(config_path)
+    try:
+        service = Service(cfg)
+    except InstanceLocked as exc:
+        raise click.ClickException(str(exc)) from None
+    service.install_signal_handlers()
+    service.run()
+
+
+@main.command()
+@click.option("--payouts", default=10, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--speed", default=60.0, show_default=True, type=click.FloatRange(min=1, max=600),
+              help="Simulated time runs this many times faster (venues and orchestrator alike).")
+@click.option("--db", default=None, help="Database URL (default: a fresh SQLite file in the run directory).")
+@click.option("--seed", default=7, show_default=True, type=int)
+@click.option("--bybit-accounts", default=6, show_default=True, type=click.IntRange(1, 100))
+@click.option("--timeout", "timeout_s", default=900.0, show_default=True, type=float)
+@click.option("--mix", default=None, help='Buyer profile weights as JSON, e.g. \'{"cooperative": 1}\'.')
+def demo(payouts: int, speed: float, db: str | None, seed: int, bybit_accounts: int, timeout_s: float,
+         mix: str | None) -> None:
+    """The main job on the embedded default: SQLite + sandbox venues + orchestrator, N payouts end to end."""
+    import json
+
+    from orchestrator.demo import DEFAULT_MIX, run_demo
+
+    weights = json.loads(mix) if mix else DEFAULT_MIX
+    raise SystemExit(run_demo(payouts, speed, db, seed, bybit_accounts, timeout_s, weights))
+
+
 def _register_orchestrator_commands() -> None:
     """db, keygen, config, accounts, pools, review, pause, resume (their modules import only click)."""
     from orchestrator.commands import commands

@@ -406,7 +406,7 @@ class Engine:
             if price is None:
                 return
         quantity = (amount / price + self.cfg.ads.quantity_buffer_usdt).quantize(Decimal("0.01"), ROUND_UP)
-        ad_params = {"side": "1", "currency": "RUB", "token": "USDT", "price": format(price, "f"),
+        ad_params = {"side": "1", "currency": "RUB", "price": format(price, "f"),
                      "quantity": format(quantity, "f"), "min_amount": format(amount, "f"),
                      "max_amount": format(amount, "f"), "payment_methods": [payment_id],
                      "remarks": AD_REMARK.format(token=token)}
@@ -478,8 +478,7 @@ class Engine:
         return kind, methods[kind]
 
     def _price(self, order_id: int, amount: Decimal) -> Decimal | None:
-        rules = [r.model_dump(mode="json") for r in self.cfg.pricing.rules]
-        r = self.bybit.rates(amount, rules)
+        r = self.bybit.rates(amount, list(self.cfg.pricing.rules))
         if not r.ok:
             log.warning("order %s: no rate (%s); the payout waits, never a made-up price", order_id,
                         (r.error or {}).get("code"))

@@ -100,6 +100,29 @@ class BybitKeys:
         return {"api_key": self.api_key, "api_secret": self.api_secret, "testnet": self.testnet}
 
 
+KOPECK = Decimal("0.01")
+
+
+def pricing_rule_request(rule: Any) -> dict[str, Any]:
+    """Config PricingRule -> bybit_get_rates ``rules`` item.
+
+    The config states amount ranges inclusively (min_amount_rub..max_amount_rub); the script takes an
+    exclusive lower bound, which at kopeck precision is one kopeck below.  Equal start and end times mean the
+    whole day in the config, "00:00".."24:00" for the script.
+    """
+    out: dict[str, Any] = {"name": rule.name, "priority": rule.priority, "page_number": rule.page,
+                           "ad_index": rule.ad_index, "price_adjustment": format(rule.price_adjustment_pct, "f")}
+    if rule.time_start == rule.time_end:
+        out["time_start"], out["time_end"] = "00:00", "24:00"
+    else:
+        out["time_start"], out["time_end"] = rule.time_start, rule.time_end
+    if rule.min_amount_rub is not None:
+        out["min_amount"] = format(rule.min_amount_rub - KOPECK, "f")
+    if rule.max_amount_rub is not None:
+        out["max_amount"] = format(rule.max_amount_rub, "f")
+    return out
+
+
 class Bybit:
     TIMEOUT = 15.0
 
@@ -111,10 +134,10 @@ class Bybit:
         return self.runner.call(script, {**keys.auth(), **request}, venue="bybit", account=f"bybit:{keys.account_id}",
                                 kind=kind, timeout_s=self.TIMEOUT, retry=retry, limit_key=limit_key)
 
-    def rates(self, amount_rub: Decimal, rules: list[dict[str, Any]] | None = None) -> CallResult:
+    def rates(self, amount_rub: Decimal, rules: list[Any] | None = None) -> CallResult:
         request: dict[str, Any] = {"amount_rub": format(amount_rub, "f")}
         if rules:
-            request["rules"] = rules
+            request["rules"] = [pricing_rule_request(r) for r in rules]
         return self.runner.call("bybit_get_rates", request, venue="bybit_market", account=None, kind="read",
                                 timeout_s=self.TIMEOUT, retry=True)
 
