@@ -23,7 +23,7 @@ def _stdin_is_tty() -> bool:
 
 
 def _read_stdin() -> str:
-    data = click.get_text_stream("stdin").read()
+    data = sys.stdin.read()
     if not data.strip():
         raise click.ClickException("expected the secret on stdin (or run in a terminal to be prompted)")
     return data
