@@ -48,7 +48,7 @@ class Merchant:
         acc = box.control("POST", "/sandbox/bybit/accounts", json={"count": 1})["accounts"][0]
         self.uid = acc["uid"]
         self.sbp = next(m["id"] for m in acc["payment_methods"] if m["payment_type"] == "382")
-        self.http = HTTP(api_key=acc["api_key"], api_secret=acc["api_secret"], max_retries=1, retry_delay=0)
+        self.http = HTTP(api_key=acc["api_key"], api_secret=acc["api_secret"], max_retries=3, retry_delay=0)
         self.http.endpoint = box.url
 
     def post_ad(self) -> str:
@@ -87,12 +87,16 @@ def actions(box: Sandbox, item_id: str) -> list[str]:
     return [a["action"] for a in buyers(box)[item_id]["actions"]]
 
 
-def requisites(merchant: Merchant, order_id: str, wallet: str, email: str) -> None:
-    # The four messages of the chat script: recipient, amount, e-mail, warning.
-    merchant.say(order_id, f"Переводите строго на Сбербанк по номеру {wallet}")
-    merchant.say(order_id, "Сумма к оплате: 15\u00a0000,00 ₽")
-    merchant.say(order_id, f"Чек PDF отправьте с официальной почты банка (noreply@tbank.ru) на {email}")
-    merchant.say(order_id, "Не спрашивайте ФИО получателя, реквизиты верные. После оплаты нажмите «Оплачено».")
+def requisites(chats: list[tuple[Merchant, str]], wallet: str, email: str) -> None:
+    """The four messages of the chat script (recipient, amount, e-mail, warning), sent to every chat in turn:
+    interleaving keeps each merchant under the venue's 5 writes/s per UID."""
+    script = (f"Переводите строго на Сбербанк по номеру {wallet}",
+              "Сумма к оплате: 15\u00a0000,00 ₽",
+              f"Чек PDF отправьте с официальной почты банка (noreply@tbank.ru) на {email}",
+              "Не спрашивайте ФИО получателя, реквизиты верные. После оплаты нажмите «Оплачено».")
+    for text in script:
+        for merchant, order_id in chats:
+            merchant.say(order_id, text)
 
 
 def test_parse_requisites_forms():
@@ -140,10 +144,8 @@ def test_profiles_cooperative_refuser_silent_canceller(box):
         assert merchant.buyer_texts_via_api(orders[profile]) == texts
     assert wait_for(lambda: buyer_texts(box, orders["refuser"]), what="refusal")[0] in ("нет", "no, sorry")
 
-    wallets = {"cooperative": "+7 (912) 345-67-89", "canceller": "79001112233"}
-    for profile, wallet in wallets.items():
-        merchant, _ = ads[profile]
-        requisites(merchant, orders[profile], wallet, "receipts@merchant.example")
+    requisites([(ads["cooperative"][0], orders["cooperative"])], "+7 (912) 345-67-89", "receipts@merchant.example")
+    requisites([(ads["canceller"][0], orders["canceller"])], "79001112233", "receipts@merchant.example")
 
     # Cooperative: pays the exact amount to the wallet at the named bank, in its own name, then marks paid.
     item = ads["cooperative"][1]
@@ -176,3 +178,64 @@ def test_profiles_cooperative_refuser_silent_canceller(box):
     assert any(e["action"] == "paid" and e["order_id"] == orders["cooperative"] for e in truth)
     view = box.control("GET", "/sandbox/bybit/buyers")
     assert {view["by_order"][orders[p]] for p in profiles} == set(profiles)
+
+
+def test_other_profiles_and_fraud_ground_truth(box):
+    profiles = ("chat_receipt", "unclear_then_yes", "appealer", "fraud_edited_pdf", "fraud_reuse",
+                "fraud_wrong_wallet", "fraud_wrong_bank", "fraud_pending", "fraud_lookalike", "fraud_screenshot",
+                "mark_paid_only")
+    ads: dict[str, tuple[Merchant, str]] = {}
+    for profile in profiles:
+        box.control("POST", "/sandbox/bybit/buyers", json={"mix": {profile: 1}, "enabled": True})
+        merchant = Merchant(box)
+        ads[profile] = (merchant, merchant.post_ad())
+        wait_for(lambda item=ads[profile][1]: item in buyers(box), what=f"a buyer for the {profile} ad")
+    box.control("POST", "/sandbox/bybit/buyers", json={"enabled": False})
+    orders = {p: wait_for(lambda item=item: buyers(box)[item]["order_id"], what=f"{p} order")
+              for p, (_, item) in ads.items()}
+    for profile, (merchant, _) in ads.items():
+        merchant.say(orders[profile], QUESTION)
+    unclear = wait_for(lambda: buyer_texts(box, orders["unclear_then_yes"]), what="unclear answer")
+    assert unclear[0] in ("а что за банк?", "which bank do you mean?")
+    time.sleep(0.5)
+    assert buyer_texts(box, orders["unclear_then_yes"]) == unclear  # no yes before the question is repeated
+    ads["unclear_then_yes"][0].say(orders["unclear_then_yes"], "У нас фиксированный порядок. " + QUESTION)
+    for profile in ads:
+        wait_for(lambda o=orders[profile]: any(t in ("да", "Да, из Т-Банка", "yes") for t in buyer_texts(box, o)),
+                 what=f"{profile} says yes")
+    requisites([(m, orders[p]) for p, (m, _) in ads.items()], "+7 (912) 345-67-89", "receipts@merchant.example")
+    expected = {p: 20 for p in profiles} | {"appealer": 30}
+    wait_for(lambda: all(order_status(box, orders[p]) == s for p, s in expected.items()), timeout=40,
+             what="every buyer acted")
+
+    ledger = box.control("GET", "/sandbox/bank/payments")["payments"]
+    paid = {p: [x for x in ledger if x["order_ref"] == orders[p]] for p in profiles}
+    for profile in ("chat_receipt", "unclear_then_yes", "appealer"):
+        (pay,) = paid[profile]
+        assert (Decimal(pay["amount"]), pay["wallet"], pay["bank_key"], pay["status"]) == (
+            AMOUNT, "79123456789", "sberbank", "Успешно")
+    (short,) = paid["fraud_edited_pdf"]
+    assert AMOUNT * Decimal("0.5") <= Decimal(short["amount"]) <= AMOUNT * Decimal("0.9")
+    (wrong_wallet,) = paid["fraud_wrong_wallet"]
+    assert wrong_wallet["wallet"] != "79123456789" and Decimal(wrong_wallet["amount"]) == AMOUNT
+    (wrong_bank,) = paid["fraud_wrong_bank"]
+    assert wrong_bank["wallet"] == "79123456789" and wrong_bank["bank_key"] != "sberbank"
+    (pending,) = paid["fraud_pending"]
+    assert pending["status"] == "В обработке"
+    for profile in ("fraud_reuse", "fraud_lookalike", "fraud_screenshot", "mark_paid_only"):
+        assert paid[profile] == [], profile  # no money moved for this order
+
+    view = buyers(box)
+
+    def did(profile: str, action: str) -> list[dict]:
+        return [a for a in view[ads[profile][1]]["actions"] if a["action"] == action]
+
+    assert did("fraud_edited_pdf", "sent_mail")[0]["dkim"] == "bad"
+    assert did("fraud_edited_pdf", "posted_file")[0]["shows_amount"] == str(AMOUNT)
+    assert did("fraud_reuse", "sent_mail")[0]["from_addr"] == "noreply@tbank.ru"
+    lookalike = did("fraud_lookalike", "sent_mail")[0]
+    assert (lookalike["from_addr"], lookalike["dkim"]) == ("noreply@tbank-ru.com", "good")
+    assert did("fraud_screenshot", "posted_file")[0]["content_type"] == "pic"
+    assert did("appealer", "appealed")
+    chat = box.control("GET", f"/sandbox/bybit/orders/{orders['chat_receipt']}/messages")["messages"]
+    assert any(m["msgType"] == 7 and m["contentType"] == "pdf" for m in chat)
