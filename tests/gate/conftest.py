@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from tests.support import REPO, Result, run_script, validate_envelope
 
@@ -35,8 +36,13 @@ class Gate:
         return res
 
     def login(self, acc: dict[str, Any]) -> list[dict[str, Any]]:
-        res = self.run("gate_login", {"login": acc["login"], "password": acc["password"]})
-        return res.data["cookies"]
+        """Set-up shortcut (gate_login itself is tested in test_login): log in over plain HTTP."""
+        resp = requests.post(f"{self.sb.url}/api/v1/auth/basic/login", timeout=10,
+                             json={"login": acc["login"], "password": acc["password"]})
+        resp.raise_for_status()
+        return [{"domain": "127.0.0.1", "expirationDate": 1893456000.0, "hostOnly": True, "httpOnly": True,
+                 "name": name, "path": "/", "sameSite": None, "secure": False, "session": False,
+                 "storeId": None, "value": resp.cookies[name]} for name in ("sid", "rsid")]
 
     def generate(self, n: int = 1, **kw: Any) -> list[dict[str, Any]]:
         return self.sb.control("POST", "/sandbox/gate/payouts", json={"n": n, **kw})["payouts"]
@@ -61,7 +67,11 @@ class Gate:
         return self.sb.control("POST", "/sandbox/faults", json=fault)
 
     def accept(self, cookies: list[dict[str, Any]], payout_id: int) -> dict[str, Any]:
-        return self.run("gate_accept", {"cookies": cookies, "id": payout_id}).data
+        """Set-up shortcut (gate_accept itself is tested in test_accept): POST /show over plain HTTP."""
+        resp = requests.post(f"{self.sb.url}/api/v1/payments/payouts/{payout_id}/show", timeout=10,
+                             cookies={c["name"]: c["value"] for c in cookies})
+        resp.raise_for_status()
+        return resp.json()["response"]
 
 
 @pytest.fixture

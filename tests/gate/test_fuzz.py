@@ -47,7 +47,7 @@ def _secrets(obj):
     return found
 
 
-@settings(max_examples=36, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
           derandomize=True)
 @given(name=st.sampled_from(SCRIPTS), payload=st.one_of(request, st.binary(max_size=40).map(bytes)))
 def test_fuzzed_stdin(gate, name, payload):
