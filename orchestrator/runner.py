@@ -535,9 +535,16 @@ class ScriptRunner:
             return pool
 
     def warm(self, script: str, timeout_s: float = 10.0) -> int:
-        """Start one worker ahead of the first call (at orchestrator start); returns its pid."""
+        """Start one worker ahead of the first call (at orchestrator start); returns its pid.
+
+        Raises RuntimeError when the script cannot be started: better to learn that at start-up than on the
+        first payout.
+        """
         pool = self._pool(self.spec(script))
-        worker, _ = pool.acquire(time.monotonic() + timeout_s)
+        try:
+            worker, _ = pool.acquire(time.monotonic() + timeout_s)
+        except (_Timeout, _Died, _StartFailed, OSError) as exc:
+            raise RuntimeError(f"cannot warm {script}: {exc}") from None
         pool.release(worker)
         return worker.pid
 
