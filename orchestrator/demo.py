@@ -168,6 +168,7 @@ def run_demo(payouts: int, speed: float, db: str | None, seed: int, bybit_accoun
             service.run(tick_s=0.05, on_tick=on_tick)
         counts = state_counts(cfg)
         truth = world.sandbox.control("GET", "/sandbox/audit")
+        by_profile = outcomes_by_profile(cfg, world.sandbox.control("GET", "/sandbox/bybit/buyers")["by_order"])
     finally:
         world.close()
     summary = {
@@ -182,10 +183,38 @@ def run_demo(payouts: int, speed: float, db: str | None, seed: int, bybit_accoun
         "violations": len(truth["violations"]),
         "released_usdt": truth["released_usdt"],
         "elapsed_s": round(time.monotonic() - started, 1),
+        "by_profile": by_profile,
     }
     click.echo(render_table(summary, counts, truth["violations"]))
+    click.echo(render_profiles(by_profile))
     click.echo(json.dumps(summary, ensure_ascii=False))
     return 0 if summary["unfinished"] == 0 and summary["violations"] == 0 else 1
+
+
+def outcomes_by_profile(cfg: Config, profile_of_order: dict[str, str]) -> dict[str, dict[str, int]]:
+    """Final state of each payout by the simulated buyer profile of its last Bybit order (ground truth)."""
+    from sqlalchemy import select
+
+    from orchestrator.db import make_engine, session_factory
+    from orchestrator.models import Order
+
+    engine = make_engine(cfg.database.url)
+    table: dict[str, Counter[str]] = {}
+    try:
+        with session_factory(engine)() as s:
+            for state, bybit_order_id in s.execute(select(Order.state, Order.bybit_order_id)):
+                profile = profile_of_order.get(str(bybit_order_id), "no buyer")
+                table.setdefault(profile, Counter())[state] += 1
+    finally:
+        engine.dispose()
+    return {p: dict(c) for p, c in sorted(table.items())}
+
+
+def render_profiles(by_profile: dict[str, dict[str, int]]) -> str:
+    lines = ["", "  buyer profile -> outcome"]
+    for profile, states in by_profile.items():
+        lines.append(f"  {profile:<20}" + ", ".join(f"{s} {n}" for s, n in sorted(states.items())))
+    return "\n".join(lines)
 
 
 def _log_to_file(path: Path) -> None:

@@ -42,6 +42,9 @@ def test_approve_with_forged_or_wrong_receipt():
     assert kinds(world_with(PAY, forged)) == ["approve_without_genuine_receipt"]
     wrong_wallet = ("gate_approve", dict(APPROVE[1], wallet="79990000000"))
     assert kinds(world_with(PAY, wrong_wallet)) == ["approve_without_genuine_receipt"]
+    other_bank = ("bank_payment", dict(PAY[1], bank_key="vtb"))
+    assert kinds(world_with(other_bank, ("gate_approve", dict(APPROVE[1], bank_key="sberbank")))) == \
+        ["approve_without_genuine_receipt"]
     pending = ("bank_payment", dict(PAY[1], status="В обработке"))
     assert kinds(world_with(pending, APPROVE)) == ["approve_without_genuine_receipt"]
 
