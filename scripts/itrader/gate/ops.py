@@ -40,6 +40,11 @@ def _client(request: dict[str, Any], ctx: Any) -> GateClient:
     http = ctx.cache.get(("gate_http", url))
     if http is None:
         http = ctx.cache[("gate_http", url)] = requests.Session()
+        # Read proxy / CA-bundle settings from the environment once, not on every request (requests would
+        # re-scan the environment per call, a measurable share of a warm --serve call).
+        http.proxies = requests.utils.get_environ_proxies(url)
+        http.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        http.trust_env = False
     cookies = request.get("cookies")
     login = request.get("login")
     if cookies is None and login:
