@@ -148,3 +148,27 @@ def test_market_host_unreachable(sandbox: Any) -> None:
 def test_bad_input_exits_2(sandbox: Any, payload: dict, code: str) -> None:
     result = rates(sandbox, payload)
     assert result.code == 2 and result.error["code"] == code
+
+
+def test_market_timeout(sandbox: Any) -> None:
+    sandbox.control("POST", "/sandbox/faults", json={"kind": "timeout", "delay_s": 3, "path": "/fiat/otc/item/online"})
+    result = rates(sandbox, {"amount_rub": 10000, "timeout_s": 0.5})
+    assert result.code == 1 and result.error["code"] == "timeout" and result.error["retryable"] is True
+
+
+def test_serve_mode_reuses_the_connection_and_survives_a_failure(sandbox: Any) -> None:
+    from tests.support import ServeWorker
+
+    worker = ServeWorker(NAME, env=sandbox.env)
+    try:
+        first = worker.call({"amount_rub": 10000, "at": "2026-06-15T09:00:00Z"})
+        sandbox.control("POST", "/sandbox/faults", json={"kind": "http_status", "status": 503,
+                                                         "path": "/fiat/otc/item/online"})
+        failed = worker.call({"amount_rub": 10000, "at": "2026-06-15T09:00:00Z"})
+        again = worker.call({"amount_rub": 10000, "at": "2026-06-15T09:00:00Z"})
+    finally:
+        assert worker.close() == 0
+    for envelope in (first, failed, again):
+        validate_envelope(NAME, envelope)
+    assert failed["error"]["code"] == "venue_unavailable"
+    assert first["data"]["ad_price"] == again["data"]["ad_price"]

@@ -7,11 +7,8 @@ precise message and exit 2 instead of a round trip and an opaque venue code.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import time
-import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -456,6 +453,9 @@ def get_chat(request: dict[str, Any], ctx: Any) -> dict[str, Any]:
 
 
 def _file_payload(request: dict[str, Any]) -> tuple[bytes, str]:
+    import base64
+    import binascii
+
     if request.get("path"):
         path = str(request["path"])
         try:
@@ -481,6 +481,8 @@ def _file_payload(request: dict[str, Any]) -> tuple[bytes, str]:
 
 def send_chat(request: dict[str, Any], ctx: Any) -> dict[str, Any]:
     """Send text, or upload a file (pdf/png/jpg/mp4) and send its URL; each message gets a fresh msgUuid."""
+    import uuid  # ~40 ms on a cold interpreter (it loads libuuid): only the one script that needs it pays
+
     given = [k for k in ("text", "path", "content_base64") if request.get(k)]
     if len(given) != 1:
         raise InputError("invalid_request", "give exactly one of text, path, content_base64")
