@@ -98,7 +98,7 @@ def render_pdf(fields: dict[str, Any], *, producer: str = "tbank-receipts", crea
 
     _register_fonts()
     date_line, rows, number_line, footer = receipt_rows(fields)
-    width, height = 340.0, 520.0
+    width, height = 360.0, 520.0
     buf = io.BytesIO()
     c = canvas.Canvas(buf, pagesize=(width, height), pageCompression=1)
     c.setTitle("Квитанция")

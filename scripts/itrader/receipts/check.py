@@ -105,6 +105,8 @@ def evaluate(fields: dict[str, Any], *, source: str, expected: dict[str, Any] | 
     amount, total, fee = fields.get("amount"), fields.get("total"), fields.get("fee")
     if amount is None:
         reasons.append("amount_ambiguous" if "amount" in ambiguous else "amount_unreadable")
+    elif ambiguous:
+        reasons.append("amount_inferred")  # one of Сумма/Итого was chosen by the sum rule, not read
     if amount is not None and total is not None and fee is not None:
         if total != amount + fee:
             reasons.append("total_mismatch")

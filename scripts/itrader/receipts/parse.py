@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -38,6 +39,8 @@ SPACES = re.compile(r"[\u00a0\u2009\u202f\u2007\u2002-\u2008\t]")
 DATE_RE = re.compile(r"(\d{2})\.(\d{2})\.(\d{4})[ ,]+(\d{2}):(\d{2})(?::(\d{2}))?")
 NUMBER_RE = re.compile(r"Квитанция\s*(?:№|N[eoº°2]?|Ne|Мо|Nº)?\s*:?\s*([0-9][0-9 -]{8,}[0-9])", re.IGNORECASE)
 LOOKALIKES = str.maketrans("АВЕКМНОРСТХаеосрх", "ABEKMHOPCTXaeocpx")
+TO_CYRILLIC = str.maketrans("ABEKMHOPCTXaeocpx", "АВЕКМНОРСТХаеосрх")
+OCR_ID_FIXES = str.maketrans({"}": "J", "]": "J", ")": None, "(": None, "|": None})
 # What a ₽ sign becomes: "i" in some PDF text layers; 2 / P / Р / 8 / ? in OCR.
 PDF_CURRENCY = "₽i"
 OCR_CURRENCY = "₽iPР28?рPp"
@@ -77,6 +80,9 @@ def _match_label(line: str) -> tuple[str | None, str]:
             return LABELS[label], ""
         if low.startswith(label + " ") or low.startswith(label + ":"):
             return LABELS[label], line[len(label):].lstrip(" :")
+        if low.startswith(label) and not ("а" <= low[len(label)] <= "я"):
+            # Value glued to the label by the extractor ("операцииA123..."), but not a longer word.
+            return LABELS[label], line[len(label):]
     for label in _LABEL_ORDER:
         if low.endswith(label) and len(low) > len(label):
             before = line[: len(line) - len(label)].rstrip()
@@ -93,20 +99,42 @@ def parse_amount(value: str | None, *, ocr: bool) -> list[Decimal]:
     text = value.strip()
     if _key(text).startswith("без комисс"):
         return [Decimal("0.00")]
-    signs = OCR_CURRENCY if ocr else PDF_CURRENCY
     text = re.sub(r"\s*(руб\.?|rub)$", "", text, flags=re.IGNORECASE)
-    # Digit groups "15 000" (+ ",50") then an optional separate or glued currency sign.
-    grouped = re.fullmatch(r"(\d{1,3}(?: \d{3})+)(?:[,.](\d{2}))? ?([" + re.escape(signs) + r"])?", text)
-    if grouped:
-        return [_money(grouped.group(1), grouped.group(2))]
-    plain = re.fullmatch(r"(\d+)(?:[,.](\d{2}))?(?: ?([" + re.escape(signs) + r"]))?", text)
-    if not plain:
+    if ocr:
+        return _ocr_amount(text)
+    # Text layer: digit groups "15 000" (+ ",50"), then an optional ₽ (or the "i" some extractors give).
+    grouped = re.fullmatch(r"(\d{1,3}(?: \d{3})*|\d+)(?:,(\d{2}))? ?([₽i])?", text)
+    return [_money(grouped.group(1), grouped.group(2))] if grouped else []
+
+
+def _ocr_amount(text: str) -> list[Decimal]:
+    """OCR drops thin spaces ("2135 336") and mangles ₽ into 2 / P / Р / 8 / ? / @ / "2?", separate or glued.
+
+    A short trailing token after a space is never a digit group, so it is the sign.  A glued trailing digit
+    is the sign only when the grouping proves it ("15 0002"); otherwise ("150002") both readings are kept and
+    the caller must treat the amount as ambiguous.
+    """
+    tokens = text.split(" ")
+    sign = False
+    if len(tokens) > 1 and re.fullmatch(r"[₽iPРрpР2?8@BВ]{1,2}", tokens[-1]):
+        tokens, sign = tokens[:-1], True
+    body = " ".join(tokens)
+    m = re.fullmatch(r"(\d[\d ]*?)(?:[,.](\d{2})(\d?))?([^\d\s]{0,2})", body)
+    if not m:
         return []
-    digits, kop, sign = plain.groups()
-    if ocr and sign is None and kop is None and len(digits) > 1 and digits[-1] in "28":
-        # A digit glued to the number may be a mangled ₽: "150002" is 150002 or 15000 ₽. Never guess.
-        return [_money(digits, None), _money(digits[:-1], None)]
-    return [_money(digits, kop)]
+    digits, kop, _glued_after_kop, tail = m.groups()
+    if tail and not re.fullmatch(r"[₽iPРрp?@BВ]{1,2}", tail):
+        return []
+    if kop is not None or sign or tail:
+        return [_money(digits, kop)]
+    groups = digits.split(" ")
+    if digits[-1] not in "28":
+        return [_money(digits, None)]
+    if len(groups) > 1 and len(groups[-1]) == 4:
+        return [_money(digits[:-1], None)]  # "15 0002": the fourth digit of a group is the glued sign
+    if len(groups) > 1 and len(groups[-1]) == 3:
+        return [_money(digits, None)]  # complete groups, the sign was simply lost
+    return [_money(digits, None), _money(digits[:-1], None)]
 
 
 def _money(whole: str, kop: str | None) -> Decimal:
@@ -127,8 +155,17 @@ def _phone(value: str | None) -> str | None:
 def _id(value: str | None, *, ocr: bool) -> str | None:
     if not value:
         return None
-    token = value.split()[0]
-    return token.translate(LOOKALIKES).upper() if ocr else token
+    if not ocr:
+        return value.split()[0]
+    token = value.translate(OCR_ID_FIXES).split()[0]
+    return token.translate(LOOKALIKES).upper()
+
+
+def _name(value: str | None, *, ocr: bool) -> str | None:
+    """OCR sometimes reads a Cyrillic initial as its Latin twin ("Юлия P."): map back inside Cyrillic names."""
+    if not value or not ocr or not re.search(r"[а-яА-ЯёЁ]", value):
+        return value
+    return value.translate(TO_CYRILLIC)
 
 
 def parse_text(text: str, *, ocr: bool = False) -> Parsed:
@@ -157,20 +194,28 @@ def parse_text(text: str, *, ocr: bool = False) -> Parsed:
             fields[money] = readings[0]
         elif len(readings) > 1:
             ambiguous[money] = readings
-    date = DATE_RE.search("\n".join(lines))
-    if date:
+    _resolve_by_sum(fields, ambiguous)
+    for date in DATE_RE.finditer("\n".join(lines)):
         d, m, y, hh, mm, ss = date.groups()
-        fields["date"] = f"{y}-{m}-{d}T{hh}:{mm}:{ss or '00'}+03:00"
+        iso = f"{y}-{m}-{d}T{hh}:{mm}:{ss or '00'}+03:00"
+        try:
+            datetime.fromisoformat(iso)  # OCR can produce month 19 or hour 27: that is no date at all
+        except ValueError:
+            continue
+        fields["date"] = iso
+        break
     number = NUMBER_RE.search("\n".join(lines))
     if number:
         fields["receipt_number"] = re.sub(r"[ ]", "", number.group(1))
     fields["status"] = raw.get("status")
     kind = _key(raw.get("transfer_type") or "")
     fields["transfer_type"] = next((code for word, code in TYPE_CODES if word in kind), None) if kind else None
-    fields["sender_name"] = raw.get("sender_name")
-    fields["recipient_name"] = raw.get("recipient_name")
+    fields["sender_name"] = _name(raw.get("sender_name"), ocr=ocr)
+    fields["recipient_name"] = _name(raw.get("recipient_name"), ocr=ocr)
     fields["recipient_phone"] = _phone(raw.get("recipient_phone"))
     card = raw.get("recipient_card")
+    if card and ocr:
+        card = re.sub(r"[+×xх#]", "*", card)  # OCR reads some mask asterisks as + or x
     fields["recipient_card"] = re.sub(r"\s", "", card) if card else None
     fields["recipient_bank"] = raw.get("recipient_bank")
     fields["recipient_bank_key"] = bank_key(raw.get("recipient_bank"))
@@ -180,6 +225,23 @@ def parse_text(text: str, *, ocr: bool = False) -> Parsed:
     account = raw.get("source_account")
     fields["source_account"] = re.sub(r"\s", "", account) if account else None
     return Parsed(fields=fields, labels_found=found, ambiguous=ambiguous, raw=raw)
+
+
+def _resolve_by_sum(fields: dict[str, Any], ambiguous: dict[str, list[Decimal]]) -> None:
+    """Итого = Сумма + Комиссия: two certain readings pick the one consistent reading of the third.
+
+    This is how the reference pipeline disambiguates OCR's glued ₽ (the bold Итого line reads cleanly).  The
+    resolved field stays listed in ``ambiguous`` so the verdict knows it was inferred.
+    """
+    amount, total, fee = fields["amount"], fields["total"], fields["fee"]
+    if amount is None and total is not None and fee is not None and "amount" in ambiguous:
+        fits = [c for c in ambiguous["amount"] if c + fee == total]
+        if len(fits) == 1:
+            fields["amount"] = fits[0]
+    elif total is None and amount is not None and fee is not None and "total" in ambiguous:
+        fits = [c for c in ambiguous["total"] if c == amount + fee]
+        if len(fits) == 1:
+            fields["total"] = fits[0]
 
 
 def looks_like_receipt(text: str) -> bool:
