@@ -1,8 +1,8 @@
 """Database fixtures for the orchestrator tests: every DB test runs on SQLite AND PostgreSQL.
 
 Migrating is done once per session per back end; each test then gets an empty migrated database
-(SQLite: a copy of the migrated template file; PostgreSQL: the session database with every table
-truncated), which keeps the suite fast while every test still starts clean.
+(SQLite: a copy of the migrated template file; PostgreSQL: the session database with every row
+deleted), which keeps the suite fast while every test still starts clean.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from orchestrator import db as dbm
@@ -54,9 +55,10 @@ def _pg_migrated(pg_server: PostgresServer) -> str:
 
 def _truncate_all(url: str) -> None:
     engine = dbm.make_engine(url)
-    names = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    # DELETE, not TRUNCATE: on tiny tables it avoids new relation files (and their fsyncs) per test.
     with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
     engine.dispose()
 
 
@@ -81,7 +83,7 @@ def fresh_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     server: PostgresServer = request.getfixturevalue("pg_server")
     url = server.create_database("itrader_test_fresh")
     yield url
-    server.drop_database(url.rsplit("/", 1)[1])
+    server.drop_database(make_url(url).database)
 
 
 @pytest.fixture

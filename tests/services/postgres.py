@@ -66,7 +66,9 @@ class PostgresServer:
 
     def url(self, dbname: str) -> str:
         auth = self.user + (f":{self.password}" if self.password else "")
-        return f"postgresql+psycopg2://{auth}@{self.host}:{self.port}/{dbname}"
+        # Test data is disposable: asynchronous commit spares an fsync per transaction on a packaged server.
+        return (f"postgresql+psycopg2://{auth}@{self.host}:{self.port}/{dbname}"
+                "?options=-c%20synchronous_commit%3Doff")
 
     def _admin(self):  # type: ignore[no-untyped-def]
         import psycopg2
