@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 from tests.support import ServeWorker
@@ -110,3 +111,43 @@ def test_serve_mode_reuses_one_process(gate, account):
     assert first["data"]["payouts"][0]["id"] == made["id"] == second["data"]["payouts"][0]["id"]
     assert first["data"]["relogged"] is True and "relogged" not in second["data"]
     assert len(gate.requests(account["login"], "/auth/basic/login")) == 1
+
+
+def test_generator_rate_switch(gate):
+    before = len(gate.sb.control("GET", "/sandbox/gate/payouts")["payouts"])
+    gate.sb.control("POST", "/sandbox/gate/payouts/rate", json={"per_minute": 1200})
+    try:
+        deadline = time.monotonic() + 10
+        while len(gate.sb.control("GET", "/sandbox/gate/payouts")["payouts"]) == before:
+            assert time.monotonic() < deadline, "the generator made no payout"
+            time.sleep(0.1)
+    finally:
+        gate.sb.control("POST", "/sandbox/gate/payouts/rate", json={"per_minute": 0})
+    made = [p for p in gate.sb.control("GET", "/sandbox/gate/payouts")["payouts"][before:]]
+    assert made and all(p["status"] == 4 and 1000 <= Decimal(p["amount_rub"]) <= 300000 for p in made)
+
+
+def test_python_api_of_the_simulated_panel():
+    """world.gate as other sandbox parts (the demo's auditor) use it, in-process."""
+    from sandbox.gate.state import GateState
+    from sandbox.world import World
+
+    world = World(seed=11)
+    gate = GateState(world)
+    made = gate.generate(40)
+    assert len({p["wallet"] for p in made}) == 40  # ground truth is by wallet: never reused
+    assert {p["method"] for p in made} == {"sbp", "card"}
+    assert any(p["bank_key"] is None for p in made) or len({p["bank_key"] for p in made}) >= 4
+    for p in made:
+        assert 1000 <= Decimal(p["amount_rub"]) <= 300000
+        assert Decimal("78") <= Decimal(p["course"]) <= Decimal("84")
+        assert Decimal(p["amount_usdt"]) == (Decimal(p["amount_rub"]) / Decimal(p["course"])).quantize(Decimal("0.01"))
+        if p["method"] == "sbp":
+            assert len(p["wallet"]) == 11 and p["wallet"].startswith("7")
+    acc = gate.create_account(rub="100")
+    raw = gate.book[made[0]["id"]]
+    gate.show(raw, acc)
+    gate.approve(raw, acc, "r.pdf", b"%PDF-1.4 x", "application/pdf")
+    assert gate.payout(made[0]["id"])["status"] == 7
+    assert gate.attachments(made[0]["id"]) == [b"%PDF-1.4 x"]
+    assert len(gate.payouts()) == 40
