@@ -4,6 +4,7 @@ venue code, produced by the real sandbox (auth, permissions, injected faults) or
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -162,18 +163,58 @@ def test_timeout(sandbox: Any, cred: dict[str, str]) -> None:
     assert_error(result, "timeout", True, None)
 
 
-class _Junk(http.server.BaseHTTPRequestHandler):
-    """A real HTTP server that answers 200 with bodies a venue should never send."""
+OK = {"ret_code": 0, "ret_msg": "SUCCESS", "ext_code": "", "ext_info": {}, "time_now": "1767225600.000001"}
+QUIRK_ORDER = {"id": "1900000000000000077", "side": 1, "status": 10, "tokenId": "USDT", "currencyId": "RUB",
+               "amount": "8000", "price": "80", "notifyTokenQuantity": "100", "userId": "111", "targetUserId": "222",
+               "createDate": "1767225600000"}
+LEGACY_CHAT = [
+    {"id": "3", "message": "+", "msgType": 1, "roleType": "user", "userId": "222", "createDate": "1767225603000",
+     "contentType": "str"},
+    {"id": "2", "message": "hello", "msgType": 1, "roleType": "user", "userId": "111", "createDate": "1767225602000",
+     "contentType": "str"},
+    {"id": "1", "message": "Beware of fraud", "msgType": 0, "roleType": "sys", "userId": "0",
+     "createDate": "1767225601000", "contentType": "str"},
+]
 
-    bodies = {"/html": b"<html>maintenance</html>", "/array": b"[1, 2, 3]", "/nomsg": b'{"ret_code": 10001}'}
+
+class _Scripted(http.server.BaseHTTPRequestHandler):
+    """A real HTTP server answering 200 with replies the sandbox does not produce: junk bodies, a past
+    rate-limit reset time, and the documented venue quirks (pending list with a count but no items, the
+    pre-Dec-2025 flat chat list)."""
 
     def do_POST(self) -> None:  # noqa: N802 (http.server naming)
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        prefix = "/" + self.path.split("/")[1]
-        body = self.bodies.get(prefix, b"{}")
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        prefix, _, rest = self.path[1:].partition("/")
+        headers: dict[str, str] = {}
+        if prefix == "html":
+            body = b"<html>maintenance</html>"
+        elif prefix == "array":
+            body = b"[1, 2, 3]"
+        elif prefix == "nomsg":
+            body = b'{"ret_code": 10001}'
+        elif prefix == "pastreset":
+            body = json.dumps({"ret_code": 10006, "ret_msg": "Too many visits!", "result": {}}).encode()
+            headers["X-Bapi-Limit-Reset-Timestamp"] = "1000"  # in the past: pybit's own retry would crash
+        elif prefix == "quirk":
+            sent = json.loads(raw or b"{}")
+            result: Any = {}
+            if rest.endswith("order/pending/simplifyList"):
+                result = {"count": 1, "items": []}
+            elif rest.endswith("order/simplifyList"):
+                ok = sent.get("status") == 10 and isinstance(sent.get("page"), int)
+                result = {"count": 1 if ok else 0, "items": [QUIRK_ORDER] if ok else []}
+            elif rest.endswith("order/info"):
+                result = QUIRK_ORDER
+            elif rest.endswith("order/message/listpage"):
+                result = LEGACY_CHAT
+            body = json.dumps({**OK, "result": result}).encode()
+        else:
+            body = b"{}"
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        for key, value in headers.items():
+            self.send_header(key, value)
         self.end_headers()
         self.wfile.write(body)
 
@@ -183,11 +224,40 @@ class _Junk(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def junk_server() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Junk)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+
+
+def test_rate_limit_with_a_past_reset_time_does_not_crash(junk_server: str, cred: dict[str, str]) -> None:
+    result = call("bybit_account_info", cred, {"ITRADER_BYBIT_URL": junk_server + "/pastreset"})
+    assert_error(result, "rate_limited", True, 10006)
+    assert result.error["details"]["reset_at_ms"] == 1000
+
+
+def test_pending_list_quirk_falls_back_to_status_10(junk_server: str, cred: dict[str, str]) -> None:
+    result = call("bybit_list_orders", {**cred, "pending": True}, {"ITRADER_BYBIT_URL": junk_server + "/quirk"})
+    data = result.data
+    assert data["fallback_used"] is True and [o["order_id"] for o in data["items"]] == [QUIRK_ORDER["id"]]
+
+
+def test_legacy_flat_chat_list_is_accepted(junk_server: str, cred: dict[str, str]) -> None:
+    result = call("bybit_get_chat", {**cred, "order_id": QUIRK_ORDER["id"]}, {"ITRADER_BYBIT_URL": junk_server + "/quirk"})
+    msgs = result.data["messages"]
+    assert [m["id"] for m in msgs] == ["1", "2", "3"]
+    assert [(m["is_system"], m["is_ours"]) for m in msgs] == [(True, False), (False, True), (False, False)]
+
+
+def test_testnet_flag_selects_the_testnet_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    from itrader.bybit import client
+
+    monkeypatch.delenv("ITRADER_BYBIT_URL", raising=False)
+    assert client.rest_endpoint(True) == "https://api-testnet.bybit.com"
+    assert client.rest_endpoint(False) == "https://api.bybit.com"
+    monkeypatch.setenv("ITRADER_BYBIT_URL", "http://127.0.0.1:1/")
+    assert client.rest_endpoint(True) == "http://127.0.0.1:1"
 
 
 @pytest.mark.parametrize("prefix", ["/html", "/array", "/nomsg"])
