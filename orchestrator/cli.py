@@ -31,7 +31,9 @@ def sandbox(host: str, port: int, seed: int, speed: float, print_env: bool) -> N
 
 @main.command()
 @click.option("--config", "config_path", default=None, help="TOML config (default: $ITRADER_CONFIG or var/itrader.toml).")
-def run(config_path: str | None) -> None:
+@click.option("--speed", default=1.0, show_default=True, type=click.FloatRange(min=1),
+              help="Sandbox runs only: divide every duration, matching `itrader sandbox --speed`.")
+def run(config_path: str | None, speed: float) -> None:
     """Run the orchestrator until SIGTERM/SIGINT (what supervisord starts)."""
     from orchestrator.config import load_config
     from orchestrator.db import InstanceLocked
@@ -40,7 +42,7 @@ def run(config_path: str | None) -> None:
     setup_logging()
     cfg = load_config(config_path)
     try:
-        service = Service(cfg)
+        service = Service(cfg, speed=speed)
     except InstanceLocked as exc:
         raise click.ClickException(str(exc)) from None
     service.install_signal_handlers()

@@ -1,20 +1,24 @@
 """``itrader demo``: the main job on the embedded default — SQLite, the sandbox venues, the orchestrator.
 
-It builds a throwaway world (a sandbox process, a private dovecot as the merchant's receipt mailbox, a Gate
-trader account, N Bybit accounts, simulated buyers of every profile), runs the very same Service that
-``itrader run`` runs until every payout is terminal or waiting for an operator, and then asks the sandbox's
-ground truth for violations.  The last stdout line is one JSON object; the exit status is non-zero when a
-payout is left unfinished or any violation was found.
+``SandboxStack`` builds a throwaway world: a sandbox process, a private dovecot as the merchant's receipt
+mailbox, a Gate trader account, N Bybit accounts, simulated buyers of every profile, a migrated database
+with those accounts (secrets encrypted), a config file and the DKIM override file.  The demo then runs the
+very same Service that ``itrader run`` runs until every payout is terminal or waiting for an operator, and
+asks the sandbox's ground truth for violations.  The e2e, crash and fault tests drive the same stack, in
+process or as a real ``itrader run`` child that they kill.
+
+The last stdout line of the demo is one JSON object; the exit status is non-zero when a payout is left
+unfinished or any violation was found.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,123 +33,202 @@ DEFAULT_MIX: dict[str, int] = {
     "appealer": 1, "fraud_edited_pdf": 1, "fraud_reuse": 1, "fraud_wrong_wallet": 1, "fraud_wrong_bank": 1,
     "fraud_pending": 1, "fraud_lookalike": 1, "fraud_screenshot": 1, "mark_paid_only": 1,
 }
-DONE_STATES = {"COMPLETED", "CANCELLED", "EXPIRED", "FAILED", "MANUAL_REVIEW"}
+HONEST = frozenset({"cooperative", "chat_receipt", "unclear_then_yes", "appealer"})
+DONE_STATES = frozenset({"COMPLETED", "CANCELLED", "EXPIRED", "FAILED", "MANUAL_REVIEW"})
 
 
-@dataclass
-class DemoWorld:
-    """Everything the demo started, so it can all be stopped again."""
+def config_toml(cfg: Config) -> str:
+    """The config as a TOML file ``itrader run --config`` reads back (secrets included: keep the file private).
 
-    run_dir: Path
-    sandbox: Any = None
-    mail: Any = None
-    gate_login: str = ""
-    gate_password: str = ""
-    bybit_keys: list[dict[str, str]] = field(default_factory=list)
-    dkim: dict[str, str] = field(default_factory=dict)
+    Only what differs from the defaults is written, so the file stays readable and defaults can evolve.
+    """
+    from pydantic import SecretStr
+
+    def scalar(value: Any) -> str:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int | float):
+            return str(value)
+        if isinstance(value, list):
+            return "[" + ", ".join(scalar(v) for v in value) + "]"
+        return json.dumps(str(value), ensure_ascii=False)
+
+    defaults = Config()
+    lines: list[str] = []
+    top = {k: v for k, v in cfg if not hasattr(v, "model_fields") and v != getattr(defaults, k)}
+    lines += [f"{k} = {scalar(v)}" for k, v in top.items()]
+    for name, section in cfg:
+        if not hasattr(section, "model_fields"):
+            continue
+        default_section = getattr(defaults, name)
+        changed = [(k, v) for k, v in section if v is not None and v != getattr(default_section, k)
+                   and not (isinstance(v, list) and v and hasattr(v[0], "model_fields"))]
+        if changed:
+            lines += ["", f"[{name}]"] + [f"{k} = {scalar(v)}" for k, v in changed]
+    return "\n".join(lines) + "\n"
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Write a file only the owner can read (configs and DKIM overrides of sandbox stacks)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return path
+
+class SandboxStack:
+    """Sandbox venues + receipt mailbox + database + config for one orchestrator; ``close()`` stops it all."""
+
+    def __init__(self, run_dir: Path, *, db_url: str | None = None, seed: int = 7, speed: float = 60.0,
+                 bybit_accounts: int = 6, mix: dict[str, int] | None = None, max_in_work: int = 40) -> None:
+        from orchestrator.secrets import generate_key
+        from sandbox.mailserver import MailServer
+        from sandbox.process import SandboxProcess
+
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.speed = speed
+        self.sandbox: Any = None
+        self.mail: Any = None
+        self.child: subprocess.Popen[bytes] | None = None
+        try:
+            self.sandbox = SandboxProcess(seed=seed, speed=speed, log_path=self.run_dir / "sandbox.log")
+            self.mail = MailServer(self.run_dir / "mail")
+            box = self.mail.start()
+            sb = self.sandbox
+            sb.control("POST", "/sandbox/bank/mailbox", json={"host": box.host, "port": box.port, "user": box.user,
+                                                               "password": box.password, "address": box.address})
+            self.dkim: dict[str, str] = sb.control("GET", "/sandbox/bank/dkim")["records"]
+            gate = sb.control("POST", "/sandbox/gate/accounts", json={"login": "demo-trader@sandbox.invalid"})
+            made = sb.control("POST", "/sandbox/bybit/accounts",
+                              json={"count": bybit_accounts, "nick": "merchant", "balance": "1000000"})
+            sb.control("POST", "/sandbox/bybit/buyers", json={"mix": mix or DEFAULT_MIX, "enabled": True})
+            env = sb.env
+            self.cfg = Config.model_validate({
+                "mode": "auto",
+                "database": {"url": db_url or f"sqlite:///{self.run_dir / 'itrader.db'}"},
+                "security": {"encryption_key": os.environ.get("ITRADER_ENCRYPTION_KEY") or generate_key()},
+                "venues": {"gate_url": env["ITRADER_GATE_URL"], "bybit_url": env["ITRADER_BYBIT_URL"],
+                           "bybit_market_url": env["ITRADER_BYBIT_MARKET_URL"],
+                           "bybit_ws_url": env["ITRADER_BYBIT_WS_URL"]},
+                "limits": {"min_amount_rub": "1000", "max_amount_rub": "300000",
+                           "max_in_work_per_gate_account": max_in_work, "daily_volume_rub": "1000000000",
+                           "max_release_rub_per_order": "300000", "max_release_rub_per_day": "1000000000"},
+                "mailbox": {"imap_host": box.host, "imap_port": box.port, "imap_ssl": False, "user": box.user,
+                            "password": box.password, "receipt_address": box.address},
+            })
+            self._seed_accounts(gate["login"], gate["password"],
+                                [(a["api_key"], a["api_secret"]) for a in made["accounts"]])
+            self.config_path = write_private(self.run_dir / "itrader.toml", config_toml(self.cfg))
+            self.dkim_path = write_private(self.run_dir / "dkim.json", json.dumps(self.dkim))
+        except Exception:
+            self.close()
+            raise
+
+    def _seed_accounts(self, gate_login: str, gate_password: str, bybit_keys: list[tuple[str, str]]) -> None:
+        from orchestrator.db import make_engine, session_factory, upgrade
+        from orchestrator.models import BybitAccount, GateAccount
+        from orchestrator.secrets import SecretBox
+
+        upgrade(self.cfg.database.url)
+        box = SecretBox.from_env(self.cfg.security.encryption_key.get_secret_value())
+        engine = make_engine(self.cfg.database.url)
+        try:
+            with session_factory(engine).begin() as s:
+                gate = GateAccount(login=gate_login)
+                s.add(gate)
+                s.flush()
+                gate.set_password(box, gate_password)
+                for i, (key, secret) in enumerate(bybit_keys, 1):
+                    acc = BybitAccount(name=f"merchant-{i}", api_key=key)
+                    s.add(acc)
+                    s.flush()
+                    acc.set_api_secret(box, secret)
+        finally:
+            engine.dispose()
+
+    # -- work and observation --------------------------------------------------------------------------------
+    def offer_payouts(self, n: int) -> None:
+        self.sandbox.control("POST", "/sandbox/gate/payouts", json={"n": n})
+
+    def state_counts(self) -> Counter[str]:
+        from sqlalchemy import func, select
+
+        from orchestrator.models import Order
+
+        return Counter(dict(self._query(lambda s: s.execute(
+            select(Order.state, func.count(Order.id)).group_by(Order.state)).all())))
+
+    def settled(self, payouts: int) -> bool:
+        counts = self.state_counts()
+        total = sum(counts.values())
+        return total >= payouts and all(state in DONE_STATES for state in counts)
+
+    def audit(self) -> dict[str, Any]:
+        return self.sandbox.control("GET", "/sandbox/audit")
+
+    def outcomes_by_profile(self) -> dict[str, dict[str, int]]:
+        """Final state of each payout by the simulated buyer profile of its last Bybit order (ground truth)."""
+        from sqlalchemy import select
+
+        from orchestrator.models import Order
+
+        profile_of = self.sandbox.control("GET", "/sandbox/bybit/buyers")["by_order"]
+        table: dict[str, Counter[str]] = {}
+        for state, bybit_order_id in self._query(lambda s: s.execute(select(Order.state, Order.bybit_order_id)).all()):
+            table.setdefault(profile_of.get(str(bybit_order_id), "no buyer"), Counter())[state] += 1
+        return {p: dict(c) for p, c in sorted(table.items())}
+
+    def _query(self, fn: Any) -> Any:
+        from orchestrator.db import make_engine, session_factory
+
+        engine = make_engine(self.cfg.database.url)
+        try:
+            with session_factory(engine)() as s:
+                return fn(s)
+        finally:
+            engine.dispose()
+
+    # -- the orchestrator as a real child process (what supervisord runs) ------------------------------------
+    def start_orchestrator(self) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "ITRADER_DKIM_DNS_FILE": str(self.dkim_path),
+               "ITRADER_VAR_DIR": str(self.run_dir / "var")}
+        log = open(self.run_dir / "orchestrator.log", "ab")  # noqa: SIM115 - handed to the child
+        self.child = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.cli", "run", "--config", str(self.config_path),
+             "--speed", str(self.speed)], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        log.close()
+        return self.child
 
     def close(self) -> None:
+        if self.child is not None and self.child.poll() is None:
+            self.child.terminate()
+            try:
+                self.child.wait(15)
+            except subprocess.TimeoutExpired:
+                self.child.kill()
         if self.mail is not None:
             self.mail.stop()
         if self.sandbox is not None:
             self.sandbox.close()
 
 
-def start_world(run_dir: Path, *, seed: int, speed: float, bybit_accounts: int, mix: dict[str, int]) -> DemoWorld:
-    from sandbox.mailserver import MailServer
-    from sandbox.process import SandboxProcess
-
-    world = DemoWorld(run_dir)
-    try:
-        world.sandbox = SandboxProcess(seed=seed, speed=speed, log_path=run_dir / "sandbox.log")
-        world.mail = MailServer(run_dir / "mail")
-        box = world.mail.start()
-        sb = world.sandbox
-        sb.control("POST", "/sandbox/bank/mailbox", json={"host": box.host, "port": box.port, "user": box.user,
-                                                           "password": box.password, "address": box.address})
-        world.dkim = sb.control("GET", "/sandbox/bank/dkim")["records"]
-        gate = sb.control("POST", "/sandbox/gate/accounts", json={"login": "demo-trader@sandbox.invalid"})
-        world.gate_login, world.gate_password = gate["login"], gate["password"]
-        made = sb.control("POST", "/sandbox/bybit/accounts", json={"count": bybit_accounts, "nick": "demo-merchant",
-                                                                   "balance": "1000000"})
-        world.bybit_keys = [{"api_key": a["api_key"], "api_secret": a["api_secret"]} for a in made["accounts"]]
-        sb.control("POST", "/sandbox/bybit/buyers", json={"mix": mix, "enabled": True})
-        return world
-    except Exception:
-        world.close()
-        raise
-
-
-def demo_config(world: DemoWorld, db_url: str, payouts: int) -> Config:
-    env = world.sandbox.env
-    box = world.mail.mailbox
-    return Config.model_validate({
-        "mode": "auto",
-        "database": {"url": db_url},
-        "venues": {"gate_url": env["ITRADER_GATE_URL"], "bybit_url": env["ITRADER_BYBIT_URL"],
-                   "bybit_market_url": env["ITRADER_BYBIT_MARKET_URL"], "bybit_ws_url": env["ITRADER_BYBIT_WS_URL"]},
-        "limits": {"min_amount_rub": "1000", "max_amount_rub": "300000",
-                   "max_in_work_per_gate_account": max(1, min(payouts, 40)), "daily_volume_rub": "1000000000",
-                   "max_release_rub_per_order": "300000", "max_release_rub_per_day": "1000000000"},
-        "mailbox": {"imap_host": box.host, "imap_port": box.port, "imap_ssl": False, "user": box.user,
-                    "password": box.password, "receipt_address": box.address},
-    })
-
-
-def seed_accounts(cfg: Config, world: DemoWorld) -> None:
-    from orchestrator.db import make_engine, session_factory, upgrade
-    from orchestrator.models import BybitAccount, GateAccount
-    from orchestrator.secrets import SecretBox
-
-    upgrade(cfg.database.url)
-    box = SecretBox.from_env(cfg.security.encryption_key.get_secret_value())
-    engine = make_engine(cfg.database.url)
-    with session_factory(engine).begin() as s:
-        gate = GateAccount(login=world.gate_login)
-        s.add(gate)
-        s.flush()
-        gate.set_password(box, world.gate_password)
-        for i, keys in enumerate(world.bybit_keys, 1):
-            acc = BybitAccount(name=f"demo-{i}", api_key=keys["api_key"])
-            s.add(acc)
-            s.flush()
-            acc.set_api_secret(box, keys["api_secret"])
-    engine.dispose()
-
-
-def state_counts(cfg: Config) -> Counter[str]:
-    from sqlalchemy import func, select
-
-    from orchestrator.db import make_engine, session_factory
-    from orchestrator.models import Order
-
-    engine = make_engine(cfg.database.url)
-    try:
-        with session_factory(engine)() as s:
-            return Counter(dict(s.execute(select(Order.state, func.count(Order.id)).group_by(Order.state)).all()))
-    finally:
-        engine.dispose()
-
-
 def run_demo(payouts: int, speed: float, db: str | None, seed: int, bybit_accounts: int, timeout_s: float,
              mix: dict[str, int]) -> int:
-    from orchestrator.secrets import generate_key
     from orchestrator.service import Service, setup_logging
 
     started = time.monotonic()
     run_dir = var_dir() / "demo" / time.strftime("%Y%m%d-%H%M%S")
-    run_dir.mkdir(parents=True, exist_ok=True)
     setup_logging("INFO")
     _log_to_file(run_dir / "orchestrator.log")
-    key = os.environ.get("ITRADER_ENCRYPTION_KEY") or generate_key()
     click.echo(f"demo: {payouts} payouts, speed x{speed}, run directory {run_dir}", err=True)
-    world = start_world(run_dir, seed=seed, speed=speed, bybit_accounts=bybit_accounts, mix=mix)
+    stack = SandboxStack(run_dir, db_url=db, seed=seed, speed=speed, bybit_accounts=bybit_accounts, mix=mix,
+                         max_in_work=max(1, min(payouts, 40)))
     try:
-        cfg = demo_config(world, db or f"sqlite:///{run_dir / 'itrader.db'}", payouts)
-        cfg.security.encryption_key = key
-        seed_accounts(cfg, world)
-        world.sandbox.control("POST", "/sandbox/gate/payouts", json={"n": payouts})
-        service = Service(cfg, speed=speed, dkim_dns_override=world.dkim, run_dir=run_dir)
+        stack.offer_payouts(payouts)
+        service = Service(stack.cfg, speed=speed, dkim_dns_override=stack.dkim, run_dir=run_dir)
         service.install_signal_handlers()
         deadline = time.monotonic() + timeout_s
         bar = click.progressbar(length=payouts, label="payouts settled", file=sys.stderr, show_pos=True)
@@ -156,21 +239,20 @@ def run_demo(payouts: int, speed: float, db: str | None, seed: int, bybit_accoun
             if now - progress["last"] < 0.5:
                 return True
             progress["last"] = now
-            counts = state_counts(cfg)
+            counts = stack.state_counts()
             done = sum(n for state, n in counts.items() if state in DONE_STATES)
             if done > progress["done"]:
                 bar.update(done - progress["done"])
                 progress["done"] = done
-            finished = sum(counts.values()) >= payouts and done >= sum(counts.values())
-            return not finished and now < deadline
+            return not stack.settled(payouts) and now < deadline
 
         with bar:
             service.run(tick_s=0.05, on_tick=on_tick)
-        counts = state_counts(cfg)
-        truth = world.sandbox.control("GET", "/sandbox/audit")
-        by_profile = outcomes_by_profile(cfg, world.sandbox.control("GET", "/sandbox/bybit/buyers")["by_order"])
+        counts = stack.state_counts()
+        truth = stack.audit()
+        by_profile = stack.outcomes_by_profile()
     finally:
-        world.close()
+        stack.close()
     summary = {
         "payouts": payouts,
         "seen": sum(counts.values()),
@@ -191,23 +273,14 @@ def run_demo(payouts: int, speed: float, db: str | None, seed: int, bybit_accoun
     return 0 if summary["unfinished"] == 0 and summary["violations"] == 0 else 1
 
 
-def outcomes_by_profile(cfg: Config, profile_of_order: dict[str, str]) -> dict[str, dict[str, int]]:
-    """Final state of each payout by the simulated buyer profile of its last Bybit order (ground truth)."""
-    from sqlalchemy import select
+def _log_to_file(path: Path) -> None:
+    """Keep the terminal for the progress bar and the summary; the JSON log lines go to the run directory."""
+    import logging
 
-    from orchestrator.db import make_engine, session_factory
-    from orchestrator.models import Order
-
-    engine = make_engine(cfg.database.url)
-    table: dict[str, Counter[str]] = {}
-    try:
-        with session_factory(engine)() as s:
-            for state, bybit_order_id in s.execute(select(Order.state, Order.bybit_order_id)):
-                profile = profile_of_order.get(str(bybit_order_id), "no buyer")
-                table.setdefault(profile, Counter())[state] += 1
-    finally:
-        engine.dispose()
-    return {p: dict(c) for p, c in sorted(table.items())}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(open(path, "a", encoding="utf-8"))  # noqa: SIM115 - lives as long as the demo
 
 
 def render_profiles(by_profile: dict[str, dict[str, int]]) -> str:
@@ -215,16 +288,6 @@ def render_profiles(by_profile: dict[str, dict[str, int]]) -> str:
     for profile, states in by_profile.items():
         lines.append(f"  {profile:<20}" + ", ".join(f"{s} {n}" for s, n in sorted(states.items())))
     return "\n".join(lines)
-
-
-def _log_to_file(path: Path) -> None:
-    """Keep the terminal for the progress bar and the summary; the JSON log lines go to the run directory."""
-    import logging
-
-    root = logging.getLogger()
-    for handler in root.handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.setStream(open(path, "a", encoding="utf-8"))  # noqa: SIM115 - lives as long as the demo
 
 
 def render_table(summary: dict[str, Any], counts: Counter[str], violations: list[dict[str, Any]]) -> str:
