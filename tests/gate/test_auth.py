@@ -100,3 +100,14 @@ def test_foreign_cookie_objects_are_kept_out_of_the_answer(gate, account):
     res = gate.run("gate_me", {"cookies": cookies})
     assert res.code == 0 and "cookies" not in res.data
     assert "device-token-value-1234" not in res.stdout + res.stderr
+
+
+def test_refreshed_cookies_come_back_even_when_the_call_fails(gate, account):
+    cookies = gate.login(account)
+    gate.sb.control("POST", "/sandbox/gate/sessions/expire", json={"login": account["login"]})
+    res = gate.run("gate_get_payout", {"cookies": cookies, "login": account["login"],
+                                       "password": account["password"], "id": 9999999})
+    assert res.code == 1 and res.error["code"] == "not_found"
+    fresh = res.error["details"]["cookies"]
+    assert {c["name"] for c in fresh} == {"sid", "rsid"}
+    assert gate.run("gate_me", {"cookies": fresh}).code == 0
