@@ -77,6 +77,25 @@ class BenchContext:
         proc = subprocess.run(argv, input=stdin, capture_output=True, env=script_env(env), cwd=REPO, timeout=60)
         return proc.returncode, proc.stdout
 
+    def spawn_cpu_ms(self, argv: list[str], stdin: bytes = b"", env: dict[str, str] | None = None) -> float:
+        """CPU time (user + system) one child used: unlike wall time, barely inflated by a loaded machine."""
+        import resource
+
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        code, out = self.spawn(argv, stdin, env)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if code != 0:
+            raise RuntimeError(f"{argv[-1]} failed: {out[:300]!r}")
+        return ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) * 1000
+
+    @staticmethod
+    def process_cpu_ms(pid: int) -> float:
+        """CPU time used so far by a running process (Linux /proc), for per-call cost of --serve workers."""
+        import os
+
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
     def script(self, name: str) -> str:
         return str(REPO / "scripts" / f"{name}.py")
 

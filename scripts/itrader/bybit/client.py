@@ -114,10 +114,22 @@ def iso_from_ms(ms: int | float) -> str:
 @cache
 def _session_class() -> type:
     """Build the lean session class on first use, so scripts that never sign pay nothing for pybit."""
+    import sys
     from dataclasses import dataclass
 
-    from pybit._http_manager import _V5HTTPManager
-    from pybit._v5_p2p import P2PHTTP
+    # pybit imports pycryptodome (for RSA keys, unused with HMAC keys), whose native loader prefers cffi when it
+    # is installed; importing cffi parses C declarations with pycparser, ~30-50 ms of a cold start.  Its own
+    # documented fallback is ctypes, chosen when ``import cffi`` fails, so hide cffi for exactly this import
+    # and restore it at once (nothing in a Bybit script needs cffi; other imports later see it normally).
+    hide_cffi = "cffi" not in sys.modules
+    if hide_cffi:
+        sys.modules["cffi"] = None  # type: ignore[assignment]
+    try:
+        from pybit._http_manager import _V5HTTPManager
+        from pybit._v5_p2p import P2PHTTP
+    finally:
+        if hide_cffi and sys.modules.get("cffi", 0) is None:
+            del sys.modules["cffi"]
 
     @dataclass
     class P2PSession(P2PHTTP, _V5HTTPManager):
