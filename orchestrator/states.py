@@ -258,34 +258,37 @@ def record_intent(session: Session, kind: str, target_key: str, order: Order | N
 
     Returns (row, created).  If the same (kind, target_key) was already intended, the existing row comes back
     with created=False, and the caller must look at its status instead of acting again: "intended" or
-    "unknown" means reconcile with the venue first.  The insert runs in a SAVEPOINT so a duplicate does not
-    poison the caller's transaction; UNIQUE(kind, target_key) is what really guarantees it across processes.
+    "unknown" means reconcile with the venue first.  UNIQUE(kind, target_key) is the real guarantee across
+    processes; the insert uses ON CONFLICT DO NOTHING so a duplicate neither raises nor poisons the
+    caller's transaction (no savepoint: on SQLite a savepoint opened first would escape the transaction).
     The summary must not contain secrets (it is stored and shown to operators).
     """
     from sqlalchemy import select
-    from sqlalchemy.exc import IntegrityError
 
     from orchestrator.models import SideEffect
 
     if kind not in SIDE_EFFECT_KINDS:
         raise ValueError(f"unknown side-effect kind {kind!r}")
-    existing = session.execute(
-        select(SideEffect).where(SideEffect.kind == kind, SideEffect.target_key == target_key)
-    ).scalar_one_or_none()
-    if existing is not None:
-        return existing, False
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - only the two supported back ends
+        raise RuntimeError(f"record_intent: unsupported database {dialect}")
+    session.flush()
     now = _now()
-    row = SideEffect(kind=kind, target_key=target_key, order_id=order.id if order is not None else None,
-                     status="intended", request=dict(request_summary) if request_summary else None,
-                     created_at=now, updated_at=now)
-    try:
-        with session.begin_nested():
-            session.add(row)
-    except IntegrityError:
-        existing = session.execute(
-            select(SideEffect).where(SideEffect.kind == kind, SideEffect.target_key == target_key)
-        ).scalar_one()
-        return existing, False
+    stmt = insert(SideEffect).values(
+        kind=kind, target_key=target_key, order_id=order.id if order is not None else None, status="intended",
+        request=dict(request_summary) if request_summary else None, created_at=now, updated_at=now,
+    ).on_conflict_do_nothing(index_elements=["kind", "target_key"]).returning(SideEffect.id)
+    new_id = session.execute(stmt).scalar_one_or_none()
+    row = session.execute(
+        select(SideEffect).where(SideEffect.kind == kind, SideEffect.target_key == target_key)
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+    if new_id is None:
+        return row, False
     record_event(session, "intent", order=order, data={"kind": kind, "target": target_key})
     return row, True
 

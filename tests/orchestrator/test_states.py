@@ -239,6 +239,17 @@ def test_record_intent_is_idempotent_and_outcome_is_recorded(session: Session) -
     assert kinds == ["intent", "intent", "outcome"]
 
 
+def test_intent_as_first_statement_still_rolls_back(engine) -> None:  # type: ignore[no-untyped-def]
+    """The savepoint inside record_intent must stay inside the caller's transaction (SQLite pitfall)."""
+    with Session(engine) as s:
+        payout_id = make_order(s, "VERIFIED").payout_id
+        s.commit()
+    with Session(engine) as s:
+        record_intent(s, "gate_approve", payout_target(payout_id), None)
+        s.rollback()
+        assert s.scalar(select(func.count()).select_from(SideEffect)) == 0
+
+
 # ---------------------------------------------------------------- operator decisions
 
 def test_review_approve_confirms_payment_but_release_gate_remains(session: Session) -> None:
