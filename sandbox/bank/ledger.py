@@ -153,6 +153,10 @@ class Bank:
         if amount <= 0:
             raise ValueError("amount must be positive")
         wallet = "".join(ch for ch in str(wallet) if ch.isdigit())
+        if len(wallet) == 10 and wallet.startswith("9"):
+            wallet = "7" + wallet  # a mobile number written without the country code
+        elif len(wallet) == 11 and wallet.startswith("8"):
+            wallet = "7" + wallet[1:]
         if len(wallet) not in (11, 16, 18, 19):
             raise ValueError("wallet must be an 11-digit phone (7XXXXXXXXXX) or a card number")
         kind = transfer_type_for(wallet, bank_key)
