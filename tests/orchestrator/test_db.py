@@ -48,7 +48,7 @@ def test_migration_matches_models(engine) -> None:  # type: ignore[no-untyped-de
     from alembic.runtime.migration import MigrationContext
 
     with engine.connect() as conn:
-        diffs = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), Base.metadata)
+        diffs = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
     assert diffs == []
 
 
