@@ -71,6 +71,8 @@ def test_bank_mail_round_trip_is_byte_exact_and_marked_seen_once(sandbox, inbox,
 def test_mark_seen_false_leaves_mail_unseen(sandbox, inbox, bank_mail, tmp_path):
     payment = pay(sandbox)
     sandbox.control("POST", f"/sandbox/bank/receipts/{payment['id']}/mail", json={"to_addr": MERCHANT})
+    future = fetch(inbox, bank_mail, tmp_path, since="2999-01-01").data
+    assert future["messages"] == [] and future["searched"].startswith("UNSEEN SINCE")
     (msg,) = fetch(inbox, bank_mail, tmp_path, mark_seen=False).data["messages"]
     assert msg["marked_seen"] is False and msg["attachments"][0]["accepted"]
     assert inbox.unseen() == [msg["uid"]]

@@ -106,7 +106,10 @@ def dkim_status(raw: bytes, from_domain: str | None, dns: dict[str, str] | None)
             ok = False
         domain = (verifier.domain or b"").decode("ascii", "replace").lower() or None
         first_domain = first_domain or domain
-        if ok and domain and from_domain and (from_domain == domain or from_domain.endswith("." + domain)):
+        # Relaxed alignment: d= is the From domain or a parent of it, but never a bare public suffix ("ru").
+        aligned = bool(domain and from_domain and "." in domain
+                       and (from_domain == domain or from_domain.endswith("." + domain)))
+        if ok and aligned:
             return "pass", domain
     return "fail", first_domain
 
