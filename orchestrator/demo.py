@@ -42,7 +42,7 @@ def config_toml(cfg: Config) -> str:
 
     Only what differs from the defaults is written, so the file stays readable and defaults can evolve.
     """
-    from pydantic import SecretStr
+    from pydantic import BaseModel, SecretStr
 
     def scalar(value: Any) -> str:
         if isinstance(value, SecretStr):
@@ -57,14 +57,14 @@ def config_toml(cfg: Config) -> str:
 
     defaults = Config()
     lines: list[str] = []
-    top = {k: v for k, v in cfg if not hasattr(v, "model_fields") and v != getattr(defaults, k)}
+    top = {k: v for k, v in cfg if not isinstance(v, BaseModel) and v != getattr(defaults, k)}
     lines += [f"{k} = {scalar(v)}" for k, v in top.items()]
     for name, section in cfg:
-        if not hasattr(section, "model_fields"):
+        if not isinstance(section, BaseModel):
             continue
         default_section = getattr(defaults, name)
         changed = [(k, v) for k, v in section if v is not None and v != getattr(default_section, k)
-                   and not (isinstance(v, list) and v and hasattr(v[0], "model_fields"))]
+                   and not (isinstance(v, list) and v and isinstance(v[0], BaseModel))]
         if changed:
             lines += ["", f"[{name}]"] + [f"{k} = {scalar(v)}" for k, v in changed]
     return "\n".join(lines) + "\n"
@@ -191,6 +191,31 @@ class SandboxStack:
         finally:
             engine.dispose()
 
+    # -- the orchestrator in this process -------------------------------------------------------------------
+    def run(self, payouts: int, timeout_s: float, on_progress: Any = None) -> bool:
+        """Run the Service here until ``payouts`` payouts are settled or the time is up; True when settled."""
+        from orchestrator.service import Service
+
+        service = Service(self.cfg, speed=self.speed, dkim_dns_override=self.dkim, run_dir=self.run_dir)
+        if threading_is_main():
+            service.install_signal_handlers()
+        deadline = time.monotonic() + timeout_s
+        state = {"last": 0.0, "settled": False}
+
+        def on_tick() -> bool:
+            now = time.monotonic()
+            if now - state["last"] < 0.5:
+                return True
+            state["last"] = now
+            counts = self.state_counts()
+            if on_progress is not None:
+                on_progress(counts)
+            state["settled"] = sum(counts.values()) >= payouts and all(s in DONE_STATES for s in counts)
+            return not state["settled"] and now < deadline
+
+        service.run(tick_s=0.05, on_tick=on_tick)
+        return bool(state["settled"])
+
     # -- the orchestrator as a real child process (what supervisord runs) ------------------------------------
     def start_orchestrator(self) -> subprocess.Popen[bytes]:
         env = {**os.environ, "ITRADER_DKIM_DNS_FILE": str(self.dkim_path),
@@ -215,9 +240,15 @@ class SandboxStack:
             self.sandbox.close()
 
 
+def threading_is_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
 def run_demo(payouts: int, speed: float, db: str | None, seed: int, bybit_accounts: int, timeout_s: float,
              mix: dict[str, int]) -> int:
-    from orchestrator.service import Service, setup_logging
+    from orchestrator.service import setup_logging
 
     started = time.monotonic()
     run_dir = var_dir() / "demo" / time.strftime("%Y%m%d-%H%M%S")
@@ -228,26 +259,17 @@ def run_demo(payouts: int, speed: float, db: str | None, seed: int, bybit_accoun
                          max_in_work=max(1, min(payouts, 40)))
     try:
         stack.offer_payouts(payouts)
-        service = Service(stack.cfg, speed=speed, dkim_dns_override=stack.dkim, run_dir=run_dir)
-        service.install_signal_handlers()
-        deadline = time.monotonic() + timeout_s
         bar = click.progressbar(length=payouts, label="payouts settled", file=sys.stderr, show_pos=True)
-        progress = {"done": 0, "last": 0.0}
+        progress = {"done": 0}
 
-        def on_tick() -> bool:
-            now = time.monotonic()
-            if now - progress["last"] < 0.5:
-                return True
-            progress["last"] = now
-            counts = stack.state_counts()
+        def on_progress(counts: Counter[str]) -> None:
             done = sum(n for state, n in counts.items() if state in DONE_STATES)
             if done > progress["done"]:
                 bar.update(done - progress["done"])
                 progress["done"] = done
-            return not stack.settled(payouts) and now < deadline
 
         with bar:
-            service.run(tick_s=0.05, on_tick=on_tick)
+            stack.run(payouts, timeout_s, on_progress)
         counts = stack.state_counts()
         truth = stack.audit()
         by_profile = stack.outcomes_by_profile()

@@ -5,8 +5,9 @@ It never asks the orchestrator what it believes; it compares what really happene
 * ``release_without_payment`` — USDT released on a Bybit order for which no successful bank payment of
   exactly the order amount (made for that order) reached a payout whose approve used that payment's receipt.
 * ``approve_without_genuine_receipt`` — a Gate payout approved with a file that is not the genuine bank
-  receipt of a successful payment of exactly the payout amount to exactly the payout's wallet (and bank: the
-  same phone number at another bank is another person's account).
+  receipt of a successful payment of exactly the payout amount to exactly the payout's wallet (and, for SBP
+  by phone, bank: the same phone number at another bank is another person's account; a card number alone
+  names its account).
 * ``double_approve`` / ``double_release`` / ``receipt_used_twice`` — anything done twice.
 * ``release_before_approve`` — a release earlier than the approve of the payout it paid for.
 """
@@ -51,7 +52,9 @@ def audit(world: World) -> dict[str, Any]:
     genuine_approves: dict[str, dict[str, Any]] = {}  # payment sha -> approve it justified
     for a in approves:
         p = by_sha.get(a.get("attachment_sha256") or "")
-        wrong_bank = bool(a.get("bank_key")) and p is not None and p.get("bank_key") != a.get("bank_key")
+        # By phone (SBP) the phone AND the bank name the account; a card number names it alone.
+        by_phone = len(str(a.get("wallet") or "")) == 11
+        wrong_bank = by_phone and bool(a.get("bank_key")) and p is not None and p.get("bank_key") != a.get("bank_key")
         if p is None or p.get("wallet") != a.get("wallet") or _dec(p.get("amount")) != _dec(a.get("amount_rub")) \
                 or wrong_bank:
             violate("approve_without_genuine_receipt", payout_id=a.get("payout_id"), wallet=a.get("wallet"),

@@ -13,6 +13,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,10 @@ protocol lda {{
 """
 
 
+def _others_can_traverse(path: Path) -> bool:
+    return all(part.stat().st_mode & 0o001 for part in (path, *path.parents) if part.exists())
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -76,6 +81,12 @@ class MailServer:
         if shutil.which("dovecot") is None:
             raise RuntimeError("dovecot is not installed (./test.sh setup installs dovecot-imapd)")
         self.root = Path(root).resolve()
+        self._own_root = False
+        if not _others_can_traverse(self.root.parent):
+            # dovecot's auth and mail processes run as other users; a private parent (pytest's tmp dirs are
+            # 0700) would lock them out, so the server lives in its own world-traversable temp dir instead.
+            self.root = Path(tempfile.mkdtemp(prefix="itrader-dovecot-"))
+            self._own_root = True
         self.mailbox = Mailbox("127.0.0.1", port or free_port(), user, password, address)
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -127,3 +138,5 @@ class MailServer:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        if self._own_root:
+            shutil.rmtree(self.root, ignore_errors=True)

@@ -45,6 +45,9 @@ def test_approve_with_forged_or_wrong_receipt():
     other_bank = ("bank_payment", dict(PAY[1], bank_key="vtb"))
     assert kinds(world_with(other_bank, ("gate_approve", dict(APPROVE[1], bank_key="sberbank")))) == \
         ["approve_without_genuine_receipt"]
+    card = "2200123456789012"
+    card_pay = ("bank_payment", dict(PAY[1], wallet=card, bank_key="vtb"))
+    assert kinds(world_with(card_pay, ("gate_approve", dict(APPROVE[1], wallet=card, bank_key="sberbank")))) == []
     pending = ("bank_payment", dict(PAY[1], status="В обработке"))
     assert kinds(world_with(pending, APPROVE)) == ["approve_without_genuine_receipt"]
 
