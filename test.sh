@@ -125,6 +125,8 @@ run_target() {
         pytest_run tests/e2e/test_crash.py "$@" ;;
     faults)  # venue faults injected during a run
         pytest_run tests/e2e/test_faults.py "$@" ;;
+    supervisor)  # supervisor/sandbox.conf under a real supervisord: up, payouts, stop/restart, shutdown
+        pytest_run tests/e2e/test_supervisor.py "$@" ;;
     bench)  # benchmark table (not a test)
         "$PY" -m tests.bench "$@" ;;
     all)  # every test

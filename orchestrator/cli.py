@@ -15,8 +15,10 @@ def main() -> None:
 @click.option("--port", default=8800, show_default=True, type=int)
 @click.option("--seed", default=0, show_default=True, type=int, help="Same seed, same market and buyers.")
 @click.option("--speed", default=1.0, show_default=True, type=float, help="Simulated durations shrink by this factor.")
+@click.option("--buyers", default=None, metavar="MIX",
+              help='Simulated Bybit buyers on from the start, e.g. "cooperative:6,refuser:1" (default: off).')
 @click.option("--print-env", is_flag=True, help="Print the export lines for this port and exit.")
-def sandbox(host: str, port: int, seed: int, speed: float, print_env: bool) -> None:
+def sandbox(host: str, port: int, seed: int, speed: float, buyers: str | None, print_env: bool) -> None:
     """Serve every simulated venue (Bybit, Gate, bank, LLM) on one port."""
     from sandbox.app import env_lines, serve
 
@@ -25,8 +27,17 @@ def sandbox(host: str, port: int, seed: int, speed: float, print_env: bool) -> N
         return
     if speed <= 0:
         raise click.BadParameter("must be > 0", param_hint="--speed")
+    options: dict[str, object] = {}
+    if buyers:
+        from sandbox.bybit.buyers import parse_mix
+
+        try:
+            parse_mix(buyers)  # a typo must fail here, not as a crash inside the first tick
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--buyers") from None
+        options["buyers"] = buyers
     click.echo(f"sandbox on http://{host}:{port} (seed {seed}, speed {speed}); health: /sandbox/health", err=True)
-    serve(host, port, seed, speed)
+    serve(host, port, seed, speed, options)
 
 
 @main.command()

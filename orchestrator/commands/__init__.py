@@ -13,5 +13,6 @@ def commands() -> list[click.Command]:
     from orchestrator.commands.accounts import accounts
     from orchestrator.commands.dbcmd import config_group, db, keygen
     from orchestrator.commands.ops import pause, pools, resume, review
+    from orchestrator.commands.stack import sandbox_stack
 
-    return [db, keygen, config_group, accounts, pools, review, pause, resume]
+    return [db, keygen, config_group, accounts, pools, review, pause, resume, sandbox_stack]
