@@ -21,6 +21,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -191,13 +192,22 @@ environment={",".join(f'{k}="{v}"' for k, v in env.items())}
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = Stack(tmp_path_factory.mktemp("sup"))
+def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+    # Not pytest's tmp_path: its 0700 parents would lock out dovecot's unprivileged processes, and the
+    # unix socket path must stay short.  Kept for a look when a step failed, removed otherwise.
+    root = Path(tempfile.mkdtemp(prefix="itrader-sup-"))
+    root.chmod(0o755)
+    s = Stack(root)
+    failed_before = request.session.testsfailed
     s.start()
     try:
         yield s
     finally:
         s.kill_leftovers()
+        if request.session.testsfailed == failed_before:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print(f"supervisor stack kept for inspection: {root}")
 
 
 def test_stack_comes_up(stack: Stack) -> None:
