@@ -301,3 +301,36 @@ def test_shutdown_leaves_no_process(stack: Stack) -> None:
     assert not alive, {p: Path(f"/proc/{p}/cmdline").read_bytes() for p in alive}
     with pytest.raises(ProcessLookupError):
         os.killpg(stack.proc.pid, 0)  # supervisord's own process group is empty too
+
+
+def test_production_conf_parses_with_safe_stop_settings(tmp_path: Path) -> None:
+    """supervisor/supervisord.conf as supervisord itself reads it (paths moved by the same include trick)."""
+    from supervisor.datatypes import RestartUnconditionally
+    from supervisor.options import ServerOptions
+
+    (tmp_path / "override.conf").write_text(f"""\
+[unix_http_server]
+file={tmp_path}/s.sock
+[supervisord]
+logfile={tmp_path}/supervisord.log
+pidfile={tmp_path}/supervisord.pid
+childlogdir={tmp_path}
+[program:orchestrator]
+stdout_logfile={tmp_path}/orchestrator.log
+""")
+    conf_path = REPO / "supervisor" / "supervisord.conf"
+    (tmp_path / "main.conf").write_text(f"[include]\nfiles = {conf_path} override.conf\n")
+    options = ServerOptions()
+    options.realize(args=["-c", str(tmp_path / "main.conf")])
+    (group,) = options.process_group_configs
+    (prog,) = group.process_configs
+    assert prog.name == "orchestrator"
+    assert prog.command == f"{REPO / 'supervisor'}/../.venv/bin/itrader run"
+    assert Path(prog.directory).resolve() == REPO  # `itrader run` finds var/itrader.toml from here
+    assert prog.autorestart is RestartUnconditionally
+    assert prog.stopsignal == signal.SIGTERM and prog.stopasgroup and prog.killasgroup
+    assert 30 <= prog.stopwaitsecs <= 120  # room for the balance reset, yet a bounded stop
+    assert prog.redirect_stderr and prog.stdout_logfile_maxbytes > 0 and prog.stdout_logfile_backups > 0
+    assert "ITRADER_ENCRYPTION_KEY" not in prog.environment
+    text = conf_path.read_text()
+    assert "encryption_key" not in text.lower().replace("itrader_encryption_key", "")
