@@ -192,14 +192,16 @@ class SandboxStack:
             engine.dispose()
 
     # -- the orchestrator in this process -------------------------------------------------------------------
-    def run(self, payouts: int, timeout_s: float, on_progress: Any = None) -> bool:
-        """Run the Service here until ``payouts`` payouts are settled or the time is up; True when settled."""
+    def run(self, payouts: int, timeout_s: float, on_progress: Any = None, at_least_s: float = 0.0) -> bool:
+        """Run the Service here until ``payouts`` payouts are settled (and at least ``at_least_s`` passed) or
+        the time is up; True when settled."""
         from orchestrator.service import Service
 
         service = Service(self.cfg, speed=self.speed, dkim_dns_override=self.dkim, run_dir=self.run_dir)
         if threading_is_main():
             service.install_signal_handlers()
         deadline = time.monotonic() + timeout_s
+        earliest = time.monotonic() + at_least_s
         state = {"last": 0.0, "settled": False}
 
         def on_tick() -> bool:
@@ -211,7 +213,7 @@ class SandboxStack:
             if on_progress is not None:
                 on_progress(counts)
             state["settled"] = sum(counts.values()) >= payouts and all(s in DONE_STATES for s in counts)
-            return not state["settled"] and now < deadline
+            return (not state["settled"] or now < earliest) and now < deadline
 
         service.run(tick_s=0.05, on_tick=on_tick)
         return bool(state["settled"])

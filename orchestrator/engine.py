@@ -53,9 +53,12 @@ from orchestrator.states import (
     TERMINAL,
     State,
     VersionConflict,
+    ad_target,
+    payout_target,
     record_event,
     record_intent,
     record_outcome,
+    release_target,
     transition,
 )
 from orchestrator.venues import (
@@ -184,6 +187,7 @@ class Engine:
             ("release", iv.release_check_s, self.release_approved, False),
             ("complete", iv.release_check_s, self.complete_released, False),
             ("housekeeping", iv.release_check_s, self.housekeeping, False),
+            ("clean_up", iv.release_check_s, self.carry_out_queued_clean_ups, False),
         ]
         for name, interval, step, is_new_work in steps:
             if is_new_work and (paused or self.stopping):
@@ -332,7 +336,7 @@ class Engine:
             p = r.data["payout"]
             return {"payout": p} if int(p["status"]) == 5 else False
 
-        status, data = self._effect(order_id, "gate_accept", f"gate:{payout.gate_account_id}:{gate_id}",
+        status, data = self._effect(order_id, "gate_accept", payout_target(payout.id),
                                     {"payout": gate_id}, lambda: self.gate.accept(gs, gate_id), reconcile)
         self._store_cookies(payout.gate_account_id, gs)
         if status == "unknown":
@@ -545,7 +549,7 @@ class Engine:
                 return None
             return {"status": r.data.get("status")} if r.data.get("status") != 10 else False
 
-        status, data = self._effect(order_id, "ad_cancel", f"ad:{item_id}", {"ad_id": item_id},
+        status, data = self._effect(order_id, "ad_cancel", ad_target(item_id), {"ad_id": item_id},
                                     lambda: self.bybit.cancel_ad(keys, item_id), reconcile)
         if status == "failed":
             # Already offline/sold out on the venue counts as removed; anything else is logged and retried.
@@ -706,12 +710,27 @@ class Engine:
         else:
             self._cancel_payout(order_id, f"{reason}: no re-issue left")
 
+    def _gate_cancel(self, order_id: int, reason: str) -> tuple[str, dict[str, Any] | None, GateSession, str]:
+        """The gate_cancel side effect for the order's payout (shared by the loop and operator rejects)."""
+        with self.sessions() as s:
+            payout = s.get(Payout, s.get(Order, order_id).payout_id)
+            gs = self.gate_session(s, s.get(GateAccount, payout.gate_account_id))
+            gate_id, payout_row = payout.gate_payout_id, payout.id
+
+        def reconcile() -> dict[str, Any] | bool | None:
+            r = self.gate.get_payout(gs, gate_id)
+            if not r.ok:
+                return None
+            return {"status": r.data["payout"]["status"]} if int(r.data["payout"]["status"]) != 5 else False
+
+        status, data = self._effect(order_id, "gate_cancel", payout_target(payout_row), {"reason": reason},
+                                    lambda: self.gate.cancel(gs, gate_id), reconcile)
+        return status, data, gs, gate_id
+
     def _cancel_payout(self, order_id: int, reason: str) -> None:
         with self.sessions() as s:
             order = s.get(Order, order_id)
-            payout = s.get(Payout, order.payout_id)
-            gs = self.gate_session(s, s.get(GateAccount, payout.gate_account_id))
-            gate_id, state = payout.gate_payout_id, State(order.state)
+            state = State(order.state)
             live = list(s.scalars(select(Ad).where(Ad.order_id == order_id, Ad.status.in_(["live", "taken"]))))
             keys = {ad.id: self.bybit_keys(s, ad.bybit_account_id) for ad in live}
         if state not in PRE_PAYMENT:
@@ -720,15 +739,7 @@ class Engine:
         for ad in live:
             if not self._remove_ad(ad.id, ad.bybit_item_id, keys[ad.id], order_id, "removed"):
                 return
-
-        def reconcile() -> dict[str, Any] | bool | None:
-            r = self.gate.get_payout(gs, gate_id)
-            if not r.ok:
-                return None
-            return {"status": r.data["payout"]["status"]} if int(r.data["payout"]["status"]) != 5 else False
-
-        status, data = self._effect(order_id, "gate_cancel", f"payout:{payout.gate_account_id}:{gate_id}",
-                                    {"reason": reason}, lambda: self.gate.cancel(gs, gate_id), reconcile)
+        status, data, gs, gate_id = self._gate_cancel(order_id, reason)
         if status == "done":
             self._move(order_id, S.CANCELLED, reason, data)
         elif status == "failed":
@@ -851,7 +862,8 @@ class Engine:
             with self.sessions.begin() as s:
                 rec = s.get(Receipt, receipt_id)
                 rec.verdict, rec.reasons = verdict, list(decision.reasons)
-                if decision.ok:
+                if decision.route in ("proceed", "manual_review"):
+                    # Claimed by this order (UNIQUE): an operator who approves the review approves THIS file.
                     rec.used_by_order_id = order_id
                 order = s.get(Order, order_id)
                 to = S.VERIFIED if decision.ok else S.MANUAL_REVIEW
@@ -887,7 +899,7 @@ class Engine:
                 return None
             return {"payout": r.data["payout"]} if int(r.data["payout"]["status"]) in (6, 7) else False
 
-        status, data = self._effect(order_id, "gate_approve", f"payout:{payout.gate_account_id}:{gate_id}",
+        status, data = self._effect(order_id, "gate_approve", payout_target(payout.id),
                                     {"receipt_sha256": receipt.sha256},
                                     lambda: self.gate.approve(gs, gate_id, content, filename), reconcile)
         self._store_cookies(payout.gate_account_id, gs)
@@ -917,8 +929,8 @@ class Engine:
             payout = s.get(Payout, order.payout_id)
             keys = self.bybit_keys(s, order.bybit_account_id)
             approved_at, bybit_order_id = order.gate_approved_at, order.bybit_order_id
-            receipt_ok = s.scalar(select(Receipt.id).where(Receipt.used_by_order_id == order_id,
-                                                           Receipt.verdict == "ok")) is not None
+            verdict = s.scalar(select(Receipt.verdict).where(Receipt.used_by_order_id == order_id))
+            receipt_ok = verdict == "ok" or (verdict == "review" and order.operator_approved_at is not None)
             since = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
             released_today = Decimal(s.scalar(select(func.coalesce(func.sum(Payout.amount_rub), 0)).join(
                 Order, Order.payout_id == Payout.id).where(Order.released_at >= since)) or 0)
@@ -929,7 +941,7 @@ class Engine:
         if not r.ok:
             return
         bstatus = int(r.data["status"])
-        target = f"bybit_order:{bybit_order_id}"
+        target = release_target(bybit_order_id)
         with self.sessions() as s:
             prior = s.scalar(select(SideEffect.status).where(SideEffect.kind == "release",
                                                              SideEffect.target_key == target))
@@ -1003,6 +1015,29 @@ class Engine:
                                                               "holds our requisites")
             except VersionConflict:
                 continue
+
+    def carry_out_queued_clean_ups(self) -> None:
+        """Perform clean-ups recorded as intents for orders that are already terminal (operator rejects):
+        take their ads down and give their payouts back on Gate.  Each is reconciled with the venue first."""
+        with self.sessions() as s:
+            rows = s.execute(select(SideEffect.kind, SideEffect.target_key, SideEffect.order_id).join(
+                Order, Order.id == SideEffect.order_id).where(
+                SideEffect.kind.in_(["gate_cancel", "ad_cancel"]), SideEffect.status.in_(["intended", "unknown"]),
+                Order.state.in_([t.value for t in TERMINAL]))).all()
+        for kind, target, order_id in rows:
+            try:
+                if kind == "gate_cancel":
+                    self._gate_cancel(order_id, "queued clean-up")
+                    continue
+                item_id = target.removeprefix("ad:")
+                with self.sessions() as s:
+                    ad = s.scalar(select(Ad).where(Ad.bybit_item_id == item_id))
+                    keys = self.bybit_keys(s, ad.bybit_account_id) if ad else None
+                if ad is not None and keys is not None:
+                    self._remove_ad(ad.id, item_id, keys, order_id, "removed")
+            except Exception:
+                self.stats.errors += 1
+                log.exception("clean-up %s %s failed", kind, target)
 
     # -- start-up and shutdown --------------------------------------------------------------------------------
     def set_gate_balances(self, amount: Decimal) -> None:
