@@ -117,8 +117,8 @@ def test_ocr_is_never_valid_and_clean_images_are_read_or_reviewed(results):
     for _item, res in ocr:
         assert res["source"] == "ocr" and res["verdict"] != "valid" and "ocr_source" in res["reasons"]
     for item, res in ocr:
-        if item.fraud or item.variant == "img_degraded":
-            continue
+        if item.fraud:
+            continue  # genuine pictures, degraded ones included: never rejected on a misread
         for name in ("amount", "status", "date", "recipient_phone", "recipient_card"):
             if res["fields"][name] != item.truth[name]:
                 # A misread may only ever send the receipt to a human, never reject or accept it.

@@ -5,8 +5,8 @@ wrong status, amount, recipient, bank or date) and ``manual_review`` (anything u
 
 Decision: **OCR is never ``valid``.**  Screenshots are trivial to fake and OCR misreads amounts in known
 ways, so the best an OCR result can earn is ``manual_review``; it is ``invalid`` only on a definite failure
-of a field OCR reads reliably (status, recipient phone/card, bank, date - measured exact even on degraded
-images).  An OCR amount mismatch is ``manual_review``: a misread must not reject a genuine payment.
+of a field OCR reads reliably (status, recipient phone/card, bank - measured exact even on degraded
+images).  An OCR amount or date mismatch is ``manual_review``: a misread must not reject a genuine payment.
 
 Reason codes are stable; callers branch on them.
 """
@@ -24,7 +24,9 @@ SUCCESS_STATUS = "успешно"
 HARD = frozenset({"not_a_receipt", "status_not_success", "amount_mismatch", "wallet_mismatch", "bank_mismatch",
                   "date_too_early", "date_in_future", "total_mismatch"})
 # Failures OCR may cause itself; on an OCR source they only send the receipt to review.
-OCR_SOFT = frozenset({"amount_mismatch", "total_mismatch", "not_a_receipt"})
+# The small grey date is the first thing OCR loses or misreads on degraded pictures (measured), so a date
+# failure on OCR sends the receipt to a human instead of rejecting it.
+OCR_SOFT = frozenset({"amount_mismatch", "total_mismatch", "not_a_receipt", "date_too_early", "date_in_future"})
 FUTURE_TOLERANCE = timedelta(minutes=10)
 
 
