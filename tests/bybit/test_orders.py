@@ -4,6 +4,7 @@ chat (text, files by path and base64, ownership and system flags) and release (o
 from __future__ import annotations
 
 import base64
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,8 @@ def test_chat_text_and_files(sandbox: Any, deal: dict[str, Any], tmp_path: Path)
     by_path = call(sandbox, "bybit_send_chat", {**cred, "order_id": oid, "path": str(pdf)}).data
     assert by_path["content_type"] == "pdf" and by_path["file_name"] == "receipt.pdf"
     assert by_path["url"].startswith("/") and by_path["size_bytes"] == len(PDF)
+    # A file send is two writes (upload + send); Bybit allows 5 writes/s per account, so pace like a client.
+    time.sleep(1.1)
     by_b64 = call(sandbox, "bybit_send_chat", {**cred, "order_id": oid, "filename": "shot.png",
                                                "content_base64": base64.b64encode(PNG).decode()}).data
     assert by_b64["content_type"] == "pic" and by_b64["msg_uuid"] != by_path["msg_uuid"] != text["msg_uuid"]
