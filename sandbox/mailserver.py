@@ -130,13 +130,10 @@ class MailServer:
             client.logout()
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        from sandbox.process import stop_process
+
+        if self.proc is not None:
+            stop_process(self.proc)
         self.proc = None
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
