@@ -78,6 +78,10 @@ S = State
 # Dialogue states stored in orders.chat_step (an int column): index into this tuple.
 CHAT_STEPS = ("new", dialogue.START, "ask_again", "ask_again_2", "await_payment", "closed")
 BYBIT_PAID, BYBIT_APPEAL, BYBIT_CANCELLED, BYBIT_FINISHED, BYBIT_WAITING = 20, 30, 40, 50, 10
+# Refusals by the auth/edge layer (an expired Gate session, a Cloudflare page) say nothing about the operation,
+# and a script that writes and then re-reads (gate_accept, gate_approve) can meet them AFTER its write went
+# through.  Such a write is treated as "outcome unknown": the venue is asked before anything is concluded.
+OUTCOME_UNCLEAR_CODES = frozenset({"session_expired", "cloudflare_block"})
 
 AD_REMARK = (
     "Перед заказом прочитайте условия. Оплата по СБП или на карту Т-Банка, без комиссии. "
@@ -257,18 +261,19 @@ class Engine:
                 row = s.get(SideEffect, effect_id)
                 row.status = "intended"
         result = perform()
+        unclear = result.outcome_unknown or (result.error or {}).get("code") in OUTCOME_UNCLEAR_CODES
         with self.sessions.begin() as s:
             row = s.get(SideEffect, effect_id)
             if result.ok:
                 record_outcome(s, row, "done", {"data": _summary(result.data)})
-            elif result.outcome_unknown:
+            elif unclear:
                 record_outcome(s, row, "unknown", {"error": result.error})
             else:
                 err = result.error or {}
                 record_outcome(s, row, "failed", {**err, "retryable": bool(err.get("retryable"))})
         if result.ok:
             return "done", result.data or {}
-        if result.outcome_unknown:
+        if unclear:
             return "unknown", None
         return "failed", result.error or {}
 
@@ -342,6 +347,8 @@ class Engine:
         if status == "unknown":
             return
         if status == "failed":
+            if data.get("retryable"):
+                return  # not performed (breaker open, rate limit): try again next tick
             self._move(order_id, S.EXPIRED, f"Gate refused the accept: {data.get('code')}", data)
             return
         p = data.get("payout") or {}
@@ -388,6 +395,11 @@ class Engine:
             payout = s.get(Payout, order.payout_id)
             amount, attempt = payout.amount_rub, order.attempt
             too_late = self._remaining(payout) < self._min_time_for_deal()
+        limits = self.cfg.limits
+        if amount is None or not (limits.min_amount_rub <= amount <= limits.max_amount_rub):
+            # Normally cancelled right after the accept; this catches a cancel that has to be retried.
+            self._cancel_payout(order_id, f"amount {amount} outside the configured range")
+            return
         if too_late:
             self._cancel_payout(order_id, "too little time left before Gate expiry to advertise")
             return
@@ -710,6 +722,49 @@ class Engine:
         else:
             self._cancel_payout(order_id, f"{reason}: no re-issue left")
 
+    def _keys_of(self, ad: Ad) -> BybitKeys:
+        with self.sessions() as s:
+            return self.bybit_keys(s, ad.bybit_account_id)
+
+    def _settle_ad_creates(self, order_id: int) -> list[Ad] | None:
+        """Resolve this order's ad creates whose outcome is unknown (a crash or a timeout mid-call).
+
+        Giving a payout up must not leave behind an ad we never learned about: it would stay online with its
+        USDT frozen for a payout we no longer hold, and its buyer would be ignored.  Each such ad is looked
+        for by the token in its remark; one found is recorded (so the caller takes it down) and the intent is
+        marked done; none found marks it failed, retryable (known not to exist, so creating it later is safe).
+        Returns the ads found, or None when Bybit could not answer.
+        """
+        with self.sessions() as s:
+            pending = [(row.id, dict(row.request or {})) for row in s.scalars(select(SideEffect).where(
+                SideEffect.order_id == order_id, SideEffect.kind == "ad_create",
+                SideEffect.status.in_(["intended", "unknown"])))]
+        found: list[Ad] = []
+        for effect_id, req in pending:
+            account_id, token = req.get("account_id"), req.get("token")
+            if account_id is None or not token:
+                continue
+            with self.sessions() as s:
+                keys = self.bybit_keys(s, account_id)
+            r = self.bybit.list_ads(keys)
+            if not r.ok:
+                return None
+            ads = [a for a in r.data.get("items", []) if token in (a.get("remark") or "") and a.get("status") != 30]
+            with self.sessions.begin() as s:
+                for a in ads:
+                    if s.scalar(select(Ad.id).where(Ad.bybit_item_id == str(a["ad_id"]))) is None:
+                        row = Ad(bybit_item_id=str(a["ad_id"]), order_id=order_id, bybit_account_id=account_id,
+                                 payment_kind=req.get("kind") or "", price=Decimal(req["price"]),
+                                 quantity=Decimal(req["quantity"]), status="taken")
+                        s.add(row)
+                        s.flush()
+                        s.expunge(row)
+                        found.append(row)
+                record_outcome(s, s.get(SideEffect, effect_id), "done" if ads else "failed",
+                               {"data": {"ad_ids": [str(a["ad_id"]) for a in ads]}, "reconciled": True}
+                               if ads else {"code": "not_created", "reconciled": True, "retryable": True})
+        return found
+
     def _gate_cancel(self, order_id: int, reason: str) -> tuple[str, dict[str, Any] | None, GateSession, str]:
         """The gate_cancel side effect for the order's payout (shared by the loop and operator rejects)."""
         with self.sessions() as s:
@@ -736,13 +791,20 @@ class Engine:
         if state not in PRE_PAYMENT:
             self._move(order_id, S.MANUAL_REVIEW, f"would cancel after a payment claim: {reason}")
             return
+        found = self._settle_ad_creates(order_id)
+        if found is None:
+            return  # Bybit cannot tell yet whether an ad of ours is online: never give the payout up blind
+        live += found
         for ad in live:
-            if not self._remove_ad(ad.id, ad.bybit_item_id, keys[ad.id], order_id, "removed"):
+            if not self._remove_ad(ad.id, ad.bybit_item_id, keys.get(ad.id) or self._keys_of(ad), order_id,
+                                   "removed"):
                 return
         status, data, gs, gate_id = self._gate_cancel(order_id, reason)
         if status == "done":
             self._move(order_id, S.CANCELLED, reason, data)
         elif status == "failed":
+            if data.get("retryable"):
+                return  # not performed (breaker open, rate limit): try again next tick, the order stays put
             r = self.gate.get_payout(gs, gate_id)
             if r.ok and int(r.data["payout"]["status"]) != 5:
                 self._move(order_id, S.EXPIRED, f"{reason}; payout already left status 5 on Gate",
