@@ -186,6 +186,14 @@ class MarketBook:
             self._walk.append(0.97 * self._walk[-1] + self._walk_rng.gauss(0.0, 0.0009))
         return self._walk[step]
 
+    def prices(self, step: int) -> dict[int, Decimal]:
+        """Every ad's price at one drift step and mid, computed once (they only change when either does)."""
+        cached = getattr(self, "_prices_at", None)
+        if cached is None or cached[0] != (step, self.mid):
+            cached = ((step, self.mid), {ad.index: self.price(ad, step) for ad in self.ads})
+            self._prices_at = cached
+        return cached[1]
+
     def price(self, ad: MarketAd, step: int) -> Decimal:
         slot = step // ad.noise_period
         noise = random.Random(f"market-noise:{self.seed}:{ad.index}:{slot}").uniform(-0.0015, 0.0015)
@@ -257,12 +265,17 @@ class MarketBook:
             return 0, []
         want_side = 1 if str(side) == "1" else 0
         wanted = {str(p) for p in (payments or []) if str(p) != ""}
-        step = self.step()
-        rows: list[tuple[Decimal, MarketAd]] = []
-        for ad in self.ads:
-            if ad.side != want_side or (wanted and not wanted.intersection(ad.payments)):
-                continue
-            rows.append((self.price(ad, step), ad))
+        prices = self.prices(self.step())
+        rows: list[tuple[Decimal, MarketAd]] = [
+            (prices[ad.index], ad) for ad in self.ads
+            if ad.side == want_side and (not wanted or wanted.intersection(ad.payments))
+        ]
+        size = max(1, min(int(size), MAX_SIZE))
+        start = (max(1, int(page)) - 1) * size
+        if amount is None and sort_type != "OVERALL_RANKING":
+            # The common query: sort the (price, ad) rows and build item dicts for the requested page only.
+            rows.sort(key=lambda r: (r[0], r[1].id), reverse=want_side == 0)
+            return len(rows), [self.item(ad, price) for price, ad in rows[start:start + size]]
         items = [self.item(ad, price) for price, ad in rows]
         if amount is not None:
             items = [it for it in items if Decimal(it["minAmount"]) <= amount <= Decimal(it["maxAmount"])]
@@ -270,8 +283,6 @@ class MarketBook:
             items.sort(key=lambda it: (-it["recentOrderNum"], it["id"]))
         else:
             items.sort(key=lambda it: (Decimal(it["price"]), it["id"]), reverse=want_side == 0)
-        size = max(1, min(int(size), MAX_SIZE))
-        start = (max(1, int(page)) - 1) * size
         return len(items), items[start:start + size]
 
     def state(self) -> dict[str, Any]:

@@ -297,15 +297,20 @@ class _MarketConnection:
             self.conn = None
 
 
-def market_post(ctx: Any, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    """POST the web UI's keyless list query; returns ``result`` ({count, items}) or raises a ScriptError."""
+def market_post(ctx: Any, body: dict[str, Any], timeout_s: float, slot: int = 0) -> dict[str, Any]:
+    """POST the web UI's keyless list query; returns ``result`` ({count, items}) or raises a ScriptError.
+
+    ``slot`` picks one of several keep-alive connections, so independent reads can run at the same time
+    (one connection carries one request at a time).
+    """
     import http.client
     import json
 
     url = market_url()
-    conn = ctx.cache.get("bybit:market")
+    key = f"bybit:market:{slot}"
+    conn = ctx.cache.get(key)
     if conn is None or conn.url != url:
-        conn = ctx.cache["bybit:market"] = _MarketConnection(url, timeout_s)
+        conn = ctx.cache[key] = _MarketConnection(url, timeout_s)
     venue = "the Bybit market list"
     try:
         status, raw, headers = conn.post(json.dumps(body).encode(), timeout_s)
