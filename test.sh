@@ -119,8 +119,8 @@ run_target() {
         pytest_run tests/receipts "$@" ;;
     orchestrator)  # database, state machine, runner
         pytest_run tests/orchestrator "$@" ;;
-    e2e)  # the whole pipeline in the sandbox on SQLite and PostgreSQL
-        pytest_run tests/e2e/test_e2e.py "$@" ;;
+    e2e)  # the whole pipeline in the sandbox on SQLite and PostgreSQL; an operator's review decision
+        pytest_run tests/e2e/test_e2e.py tests/e2e/test_operator.py "$@" ;;
     crash)  # kill -9 the orchestrator at random moments
         pytest_run tests/e2e/test_crash.py "$@" ;;
     faults)  # venue faults injected during a run
