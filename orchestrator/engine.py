@@ -590,6 +590,8 @@ class Engine:
         if not r.ok:
             return
         bstatus = int(r.data["status"])
+        # A reply's messages already partly sent (a crash between two of them): finish them before anything else.
+        resuming = state is S.CHATTING and self._reply_started(bybit_order_id, step)
         if bstatus == BYBIT_APPEAL:
             self._move(order_id, S.MANUAL_REVIEW, "buyer opened an appeal on Bybit", {"bybit_status": bstatus})
             return
@@ -602,9 +604,12 @@ class Engine:
         if bstatus == BYBIT_PAID and state is not S.PAYMENT_RECEIVED:
             if requisites_sent:
                 self._move(order_id, S.PAYMENT_RECEIVED, "buyer marked the order paid", {"bybit_status": 20})
-            else:
+                return
+            if not (resuming and self._reply_started(bybit_order_id, step, "await_payment")):
                 self._move(order_id, S.MANUAL_REVIEW, "order marked paid before we sent requisites")
-            return
+                return
+            # The buyer paid on the part of the requisites that went out before a crash: send the rest (below);
+            # the next tick sees the requisites sent and takes the payment claim.
         if bstatus not in (BYBIT_WAITING, BYBIT_PAID):
             self._move(order_id, S.MANUAL_REVIEW, f"unexpected Bybit order status {bstatus}")
             return
@@ -614,7 +619,7 @@ class Engine:
                            update=lambda s, o: setattr(o, "chat_step", CHAT_STEPS.index(dialogue.START)))
             return
         if state is S.CHATTING and step in dialogue.WAITING_FOR_ANSWER:
-            reply = self._next_reply(order_id, keys, bybit_order_id)
+            reply = self._next_reply(order_id, keys, bybit_order_id, resume=resuming)
             if reply is None:
                 return
             message_id, text = reply
@@ -649,8 +654,21 @@ class Engine:
             if plan.outcome == "refused":
                 self._reissue_or_cancel(order_id, "buyer refused the terms")
 
-    def _next_reply(self, order_id: int, keys: BybitKeys, bybit_order_id: str) -> tuple[str, str] | None:
-        """Store new buyer messages; return the oldest unconsumed text reply sent after our last message."""
+    def _reply_started(self, bybit_order_id: str, step: str, next_state: str = "") -> bool:
+        """Whether an answer to the reply awaited at ``step`` (leading to ``next_state``, if given) was begun:
+        ``_send`` labels those messages' intents "chat:<order>:<step>:<next state>:<i>"."""
+        prefix = f"chat:{bybit_order_id}:{step}:{next_state + ':' if next_state else ''}"
+        with self.sessions() as s:
+            return any(key.startswith(prefix) for key in s.scalars(select(SideEffect.target_key).where(
+                SideEffect.kind == "chat_send", SideEffect.target_key.startswith(f"chat:{bybit_order_id}:"))))
+
+    def _next_reply(self, order_id: int, keys: BybitKeys, bybit_order_id: str,
+                    resume: bool = False) -> tuple[str, str] | None:
+        """Store new buyer messages; return the oldest unconsumed text reply sent after our last message.
+
+        ``resume``: our answer to that reply was cut short by a crash, so our last message is part of the
+        answer itself and must not hide the reply it answers.
+        """
         r = self.bybit.get_chat(keys, bybit_order_id)
         if not r.ok:
             return None
@@ -669,7 +687,7 @@ class Engine:
                 ChatMessage.order_id == order_id, ChatMessage.direction == "in", ChatMessage.chat_step.is_(None),
                 ChatMessage.content_type == "str").order_by(ChatMessage.sent_at, ChatMessage.id)).all()
             for msg in pending:
-                if last_out is None or (msg.sent_at and msg.sent_at >= last_out - timedelta(seconds=1)):
+                if resume or last_out is None or (msg.sent_at and msg.sent_at >= last_out - timedelta(seconds=1)):
                     return msg.bybit_message_id, msg.text or ""
         return None
 
