@@ -288,7 +288,7 @@ def test_kill9_at_random_moments_then_finish(db_url: str | None) -> None:
         save_evidence(stack)
         stack.close()
 
-    print(f"\ncrash[{'pg' if db_url else 'sqlite'}]: {KILLS} kills (lifetimes {min(lifetimes):.1f}-"
+    print(f"\ncrash[{where.name}]: {KILLS} kills (lifetimes {min(lifetimes):.1f}-"
           f"{max(lifetimes):.1f}s), settled {settled_s:.1f}s after the last kill, SIGTERM exit {stop_s:.1f}s, "
           f"{sampler.samples} ad samples, states {dict(counts)}, total {time.monotonic() - started:.0f}s")
     assert audit["violations"] == [], audit["violations"]
