@@ -859,7 +859,8 @@ class Engine:
         with self.sessions() as s:
             known = set(s.scalars(select(Receipt.sha256)))
         for path in sorted(self.receipt_dir.glob("*")):
-            if path.is_file() and not path.name.endswith(".tmp"):
+            # Hidden names are email_fetch_receipts' unfinished writes (".part-*", left by a kill -9 mid-save).
+            if path.is_file() and not path.name.endswith(".tmp") and not path.name.startswith("."):
                 sha = hashlib.sha256(path.read_bytes()).hexdigest()
                 if sha not in known:
                     self._store_receipt(str(path), sha, "mail", None)
