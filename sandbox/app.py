@@ -55,8 +55,17 @@ def create_app(world: World) -> FastAPI:
         path = request.url.path
         if path.startswith("/sandbox/"):
             return await call_next(request)
-        fault = world.faults.take(path, ("latency", "timeout", "http_status", "cloudflare"))
+        fault = world.faults.take(path, ("latency", "timeout", "http_status", "cloudflare", "lost_reply"))
         if fault is not None:
+            if fault.kind == "lost_reply":
+                # The venue DID handle the request; only its answer is lost (a proxy 502/504 or a dropped
+                # connection after the fact).  The case a blind retry turns into a double action.
+                handled = await call_next(request)
+                async for _ in handled.body_iterator:  # let the venue finish its answer, then drop it
+                    pass
+                await asyncio.sleep(fault.delay_s)
+                return Response(f"simulated HTTP {fault.status or 504}", status_code=fault.status or 504,
+                                media_type="text/plain")
             if fault.kind == "latency":
                 await asyncio.sleep(fault.delay_s)
             elif fault.kind == "timeout":

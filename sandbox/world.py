@@ -21,7 +21,9 @@ from typing import Any
 class Fault:
     """One injected fault. ``path`` is a prefix of the request path; ``remaining`` counts uses (None = forever)."""
 
-    kind: str  # "http_status" | "latency" | "timeout" | "cloudflare" | "bybit_code" | "ws_drop" | "session_expiry"
+    # "http_status" | "latency" | "timeout" | "cloudflare" | "lost_reply" (handled, answer lost: ``status``,
+    # default 504, after ``delay_s``) | "bybit_code" | "ws_drop" | "session_expiry"
+    kind: str
     path: str = "/"
     status: int | None = None
     code: int | None = None
