@@ -237,11 +237,14 @@ def _panel_routes(gate: GateState, world: Any) -> APIRouter:
                                                        ("current_page", "last_page", "per_page", "total")}}
             return finish(request, acc, sess, rotated, ok({"payouts": body}))
 
-    def payout_for(acc: Account, payout_id: str) -> Payout | None:
+    def payout_by_id(payout_id: str) -> Payout | None:
         try:
-            p = gate.book.get(int(payout_id))
+            return gate.book.get(int(payout_id))
         except ValueError:
             return None
+
+    def payout_for(acc: Account, payout_id: str) -> Payout | None:
+        p = payout_by_id(payout_id)
         return p if p is not None and gate.visible(p, acc) else None
 
     @router.get("/payments/payouts/{payout_id}")
@@ -266,10 +269,7 @@ def _panel_routes(gate: GateState, world: Any) -> APIRouter:
             acc, sess, error, rotated = authenticate(request)
             if error:
                 return error
-            try:
-                p = gate.book.get(int(payout_id))
-            except ValueError:
-                p = None
+            p = payout_by_id(payout_id)
             if p is None:
                 return finish(request, acc, sess, rotated, err_message(404, "Not found"))
             if p.status != 4 or not gate.visible(p, acc):
@@ -305,10 +305,7 @@ def _panel_routes(gate: GateState, world: Any) -> APIRouter:
                 resp = JSONResponse({"success": False, "message": problem,
                                      "errors": {"attachments": [problem]}}, status_code=422)
                 return finish(request, acc, sess, rotated, resp)
-            try:
-                p = gate.book.get(int(payout_id))
-            except ValueError:
-                p = None
+            p = payout_by_id(payout_id)
             if p is None:
                 return finish(request, acc, sess, rotated, err_message(404, "Not found"))
             if p.owner == acc.login and p.status in (6, 7):
@@ -329,10 +326,7 @@ def _panel_routes(gate: GateState, world: Any) -> APIRouter:
             acc, sess, error, rotated = authenticate(request)
             if error:
                 return error
-            try:
-                p = gate.book.get(int(payout_id))
-            except ValueError:
-                p = None
+            p = payout_by_id(payout_id)
             if p is None:
                 return finish(request, acc, sess, rotated, err_message(404, "Not found"))
             if p.status != 5 or p.owner != acc.login:
