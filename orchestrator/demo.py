@@ -161,10 +161,26 @@ class SandboxStack:
         return Counter(dict(self._query(lambda s: s.execute(
             select(Order.state, func.count(Order.id)).group_by(Order.state)).all())))
 
-    def settled(self, payouts: int) -> bool:
-        counts = self.state_counts()
+    def open_effects(self) -> int:
+        """Intents whose outcome is still open (an ad removal or a chat message cut short by a crash, say).
+
+        A run is not finished while one is: an ad we could not confirm removed may still be online with its
+        USDT frozen, and a message may or may not have reached the buyer.
+        """
+        from sqlalchemy import func, select
+
+        from orchestrator.models import SideEffect
+        from orchestrator.states import UNRESOLVED_EFFECT_STATUSES
+
+        return self._query(lambda s: s.scalar(select(func.count(SideEffect.id)).where(
+            SideEffect.status.in_(UNRESOLVED_EFFECT_STATUSES)))) or 0
+
+    def settled(self, payouts: int, counts: Counter[str] | None = None) -> bool:
+        """Every payout terminal or with an operator, and no intent left open."""
+        counts = self.state_counts() if counts is None else counts
         total = sum(counts.values())
-        return total >= payouts and all(state in DONE_STATES for state in counts)
+        return (total >= payouts and all(state in DONE_STATES for state in counts)
+                and self.open_effects() == 0)
 
     def audit(self) -> dict[str, Any]:
         return self.sandbox.control("GET", "/sandbox/audit")
@@ -212,7 +228,7 @@ class SandboxStack:
             counts = self.state_counts()
             if on_progress is not None:
                 on_progress(counts)
-            state["settled"] = sum(counts.values()) >= payouts and all(s in DONE_STATES for s in counts)
+            state["settled"] = self.settled(payouts, counts)
             return (not state["settled"] or now < earliest) and now < deadline
 
         service.run(tick_s=0.05, on_tick=on_tick)

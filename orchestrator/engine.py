@@ -51,6 +51,7 @@ from orchestrator.secrets import SecretBox
 from orchestrator.states import (
     PRE_PAYMENT,
     TERMINAL,
+    UNRESOLVED_EFFECT_STATUSES,
     State,
     VersionConflict,
     ad_target,
@@ -77,11 +78,28 @@ S = State
 
 # Dialogue states stored in orders.chat_step (an int column): index into this tuple.
 CHAT_STEPS = ("new", dialogue.START, "ask_again", "ask_again_2", "await_payment", "closed")
+# The states whose step (drive_chats) reads the order's chat and finishes any message it began.
+CHAT_DRIVEN = frozenset({State.BUYER_FOUND, State.CHATTING, State.PAYMENT_RECEIVED})
 BYBIT_PAID, BYBIT_APPEAL, BYBIT_CANCELLED, BYBIT_FINISHED, BYBIT_WAITING = 20, 30, 40, 50, 10
 # Refusals by the auth/edge layer (an expired Gate session, a Cloudflare page) say nothing about the operation,
 # and a script that writes and then re-reads (gate_accept, gate_approve) can meet them AFTER its write went
 # through.  Such a write is treated as "outcome unknown": the venue is asked before anything is concluded.
 OUTCOME_UNCLEAR_CODES = frozenset({"session_expired", "cloudflare_block"})
+
+# Real seconds during which an intent with no recorded outcome may still be in flight: longer than any
+# write's timeout (Bybit 15 s, Gate 20 s) plus the runner's start-up bound.  Not divided by ``speed``: it
+# measures real requests on real sockets, not the simulated clock.
+IN_FLIGHT_GRACE = timedelta(seconds=40)
+
+
+def _may_be_in_flight(last_touched: datetime) -> bool:
+    """Whether a call begun at ``last_touched`` may still reach the venue.
+
+    A worker from before a crash finishes its call after its parent died (only a process-group kill stops it),
+    and a venue may act on a request the client gave up on (timeout).  Asking the venue before then could see
+    nothing yet and act a second time.
+    """
+    return utcnow() - last_touched < IN_FLIGHT_GRACE
 
 AD_REMARK = (
     "Перед заказом прочитайте условия. Оплата по СБП или на карту Т-Банка, без комиссии. "
@@ -243,12 +261,15 @@ class Engine:
             order = s.get(Order, order_id) if order_id else None
             row, created = record_intent(s, kind, target, order, summary)
             effect_id, status, outcome = row.id, row.status, dict(row.outcome or {})
+            last_touched = row.updated_at
         if not created:
             if status == "done":
                 return "done", outcome.get("data") or outcome
             if status == "failed" and not outcome.get("retryable"):
                 return "failed", outcome
-            if status in ("intended", "unknown"):
+            if status in UNRESOLVED_EFFECT_STATUSES:
+                if status != "queued" and _may_be_in_flight(last_touched):
+                    return "unknown", None
                 seen = reconcile()
                 if seen is None:
                     return "unknown", None
@@ -259,7 +280,7 @@ class Engine:
                     return "done", data
             with self.sessions.begin() as s:  # known not to have happened: perform it (again)
                 row = s.get(SideEffect, effect_id)
-                row.status = "intended"
+                row.status, row.updated_at = "intended", utcnow()  # a crash from here on is in flight
         result = perform()
         unclear = result.outcome_unknown or (result.error or {}).get("code") in OUTCOME_UNCLEAR_CODES
         with self.sessions.begin() as s:
@@ -288,7 +309,7 @@ class Engine:
                 in_work = s.scalar(select(func.count(Order.id)).join(Payout, Payout.id == Order.payout_id)
                                    .where(Payout.gate_account_id == account.id,
                                           Order.state.notin_([t.value for t in TERMINAL]))) or 0
-                since = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+                since = _start_of_day()
                 volume = s.scalar(select(func.coalesce(func.sum(Payout.amount_rub), 0))
                                   .where(Payout.gate_account_id == account.id, Payout.accepted_at >= since)) or 0
             room = limits.max_in_work_per_gate_account - in_work
@@ -577,7 +598,7 @@ class Engine:
 
     # -- 4. Chat, Bybit order status -------------------------------------------------------------------------------
     def drive_chats(self) -> None:
-        self._each(self._orders(S.BUYER_FOUND, S.CHATTING, S.PAYMENT_RECEIVED), self._chat)
+        self._each(self._orders(*CHAT_DRIVEN), self._chat)
 
     def _chat(self, order_id: int) -> None:
         with self.sessions() as s:
@@ -706,7 +727,8 @@ class Engine:
                         return {"message_id": m.get("id")}
                 return False
 
-            status, _ = self._effect(order_id, "chat_send", target, {"text": text[:200], "msg_uuid": msg_uuid},
+            summary = {"text": text[:200], "msg_uuid": msg_uuid, "account_id": keys.account_id}
+            status, _ = self._effect(order_id, "chat_send", target, summary,
                                      lambda text=text: self.bybit.send_chat(keys, bybit_order_id, text),
                                      reconcile)
             if status != "done":
@@ -754,9 +776,12 @@ class Engine:
         Returns the ads found, or None when Bybit could not answer.
         """
         with self.sessions() as s:
-            pending = [(row.id, dict(row.request or {})) for row in s.scalars(select(SideEffect).where(
+            rows = list(s.scalars(select(SideEffect).where(
                 SideEffect.order_id == order_id, SideEffect.kind == "ad_create",
-                SideEffect.status.in_(["intended", "unknown"])))]
+                SideEffect.status.in_(UNRESOLVED_EFFECT_STATUSES))))
+            if any(_may_be_in_flight(row.updated_at) for row in rows):
+                return None  # a create may still land: the ad list cannot tell yet
+            pending = [(row.id, dict(row.request or {})) for row in rows]
         found: list[Ad] = []
         for effect_id, req in pending:
             account_id, token = req.get("account_id"), req.get("token")
@@ -920,9 +945,7 @@ class Engine:
                 expected["bank"] = payout.bank_name
             path = (receipt.parsed or {}).get("path")
             meta = dict(receipt.parsed or {})
-            since = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
-            released_today = Decimal(s.scalar(select(func.coalesce(func.sum(Payout.amount_rub), 0)).join(
-                Order, Order.payout_id == Payout.id).where(Order.released_at >= since)) or 0)
+            released_today = _released_today(s)
             state = State(order.state)
         r = self.receipts.parse(path, expected)
         if not r.ok:
@@ -1012,9 +1035,7 @@ class Engine:
             approved_at, bybit_order_id = order.gate_approved_at, order.bybit_order_id
             verdict = s.scalar(select(Receipt.verdict).where(Receipt.used_by_order_id == order_id))
             receipt_ok = verdict == "ok" or (verdict == "review" and order.operator_approved_at is not None)
-            since = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
-            released_today = Decimal(s.scalar(select(func.coalesce(func.sum(Payout.amount_rub), 0)).join(
-                Order, Order.payout_id == Payout.id).where(Order.released_at >= since)) or 0)
+            released_today = _released_today(s)
             amount = payout.amount_rub
         if approved_at and utcnow() < approved_at + self.policy.release_delay:
             return
@@ -1098,13 +1119,19 @@ class Engine:
                 continue
 
     def carry_out_queued_clean_ups(self) -> None:
-        """Perform clean-ups recorded as intents for orders that are already terminal (operator rejects):
-        take their ads down and give their payouts back on Gate.  Each is reconciled with the venue first."""
+        """Finish clean-ups nobody else will come back to, each reconciled with the venue first.
+
+        * Gate cancels of terminal orders (an operator's reject queues them): give the payout back.
+        * Every ad removal whose outcome is still open, whatever the order's state: the step that began it
+          (e.g. taking down a taken ad) is not re-run once the order has moved on, and the ad must not stay
+          online with its USDT frozen.
+        """
         with self.sessions() as s:
             rows = s.execute(select(SideEffect.kind, SideEffect.target_key, SideEffect.order_id).join(
                 Order, Order.id == SideEffect.order_id).where(
-                SideEffect.kind.in_(["gate_cancel", "ad_cancel"]), SideEffect.status.in_(["intended", "unknown"]),
-                Order.state.in_([t.value for t in TERMINAL]))).all()
+                SideEffect.status.in_(UNRESOLVED_EFFECT_STATUSES),
+                ((SideEffect.kind == "gate_cancel") & Order.state.in_([t.value for t in TERMINAL]))
+                | (SideEffect.kind == "ad_cancel"))).all()
         for kind, target, order_id in rows:
             try:
                 if kind == "gate_cancel":
@@ -1119,6 +1146,44 @@ class Engine:
             except Exception:
                 self.stats.errors += 1
                 log.exception("clean-up %s %s failed", kind, target)
+        self._settle_chat_sends()
+
+    def _settle_chat_sends(self) -> None:
+        """Resolve chat messages begun for a Bybit order the dialogue is no longer driving.
+
+        A message whose send was cut short (a crash, a timeout) is normally finished by the next dialogue
+        step; once the order has moved on (to review, to the Gate approve, a re-issued ad, a close) nobody
+        comes back to it.  It is never sent from here: the chat is read, and the intent becomes done (it landed)
+        or failed-retryable (it did not, so a resumed dialogue may send it).  A chat that cannot be read for
+        an order that is over is given up: nothing will ever be sent to it again.
+        """
+        with self.sessions() as s:
+            rows = s.execute(select(SideEffect, Order.state, Order.bybit_order_id, Order.bybit_account_id).join(
+                Order, Order.id == SideEffect.order_id).where(
+                SideEffect.kind == "chat_send", SideEffect.status.in_(UNRESOLVED_EFFECT_STATUSES))).all()
+        for effect, state, current_order, account_id in rows:
+            bybit_order_id = effect.target_key.split(":")[1]
+            if State(state) in CHAT_DRIVEN and bybit_order_id == current_order:
+                continue  # the dialogue itself finishes it
+            if _may_be_in_flight(effect.updated_at):
+                continue
+            request = effect.request or {}
+            with self.sessions() as s:
+                keys = self.bybit_keys(s, request.get("account_id") or account_id)
+            r = self.bybit.get_chat(keys, bybit_order_id)
+            if r.ok:
+                text = request.get("text") or ""
+                landed = any(m.get("is_ours") and (m.get("message") or "")[:len(text)] == text
+                             for m in r.data.get("messages", []))
+                outcome = ("done", {"data": {}, "reconciled": True}) if landed else \
+                    ("failed", {"code": "not_sent", "retryable": True, "reconciled": True})
+            elif State(state) in TERMINAL:
+                outcome = ("failed", {"code": "abandoned", "retryable": False,
+                                      "message": "the order is over and its chat cannot be read"})
+            else:
+                continue
+            with self.sessions.begin() as s:
+                record_outcome(s, s.get(SideEffect, effect.id), *outcome)
 
     # -- start-up and shutdown --------------------------------------------------------------------------------
     def set_gate_balances(self, amount: Decimal) -> None:
@@ -1135,6 +1200,17 @@ class Engine:
         with self.sessions() as s:
             return s.scalar(select(func.count(Order.id)).where(
                 Order.state.notin_([t.value for t in TERMINAL] + [S.MANUAL_REVIEW.value]))) or 0
+
+
+def _start_of_day() -> datetime:
+    """Where the daily limits (accepted volume, released amount) restart: midnight UTC."""
+    return utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _released_today(s: Session) -> Decimal:
+    """RUB of the payouts whose USDT was released since the start of the day (the daily release cap)."""
+    return Decimal(s.scalar(select(func.coalesce(func.sum(Payout.amount_rub), 0)).join(
+        Order, Order.payout_id == Payout.id).where(Order.released_at >= _start_of_day())) or 0)
 
 
 def _summary(data: dict[str, Any] | None) -> dict[str, Any]:

@@ -330,7 +330,7 @@ class Rate(Base):
 
 class SideEffect(Base):
     """Intent rows: written BEFORE a venue call, so a crash leaves evidence and the same effect (kind, target)
-    can never be intended twice.  status: intended | done | failed | unknown."""
+    can never be intended twice.  status: queued | intended | done | failed | unknown (states.SIDE_EFFECT_STATUSES)."""
 
     __tablename__ = "side_effects"
     __table_args__ = (UniqueConstraint("kind", "target_key"),)

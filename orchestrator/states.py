@@ -173,7 +173,11 @@ SIDE_EFFECT_KINDS = frozenset({
     "gate_accept", "gate_approve", "gate_cancel", "gate_balance",
     "ad_create", "ad_cancel", "chat_send", "release",
 })
-SIDE_EFFECT_STATUSES = frozenset({"intended", "done", "failed", "unknown"})
+# queued: recorded for the loop to carry out later (an operator's reject), never attempted yet;
+# intended: about to be (or being) performed -- a crash leaves it so; done | failed: the venue answered;
+# unknown: the call may or may not have reached the venue (timeout, crash): ask the venue before acting again.
+SIDE_EFFECT_STATUSES = frozenset({"queued", "intended", "done", "failed", "unknown"})
+UNRESOLVED_EFFECT_STATUSES = ("queued", "intended", "unknown")
 
 
 class IllegalTransition(Exception):
@@ -253,7 +257,8 @@ def record_event(session: Session, kind: str, *, order: Order | None = None, rea
 
 
 def record_intent(session: Session, kind: str, target_key: str, order: Order | None,
-                  request_summary: Mapping[str, Any] | None = None) -> tuple[SideEffect, bool]:
+                  request_summary: Mapping[str, Any] | None = None, *,
+                  queued: bool = False) -> tuple[SideEffect, bool]:
     """Write down that we are ABOUT to perform a side effect, before performing it.
 
     Returns (row, created).  If the same (kind, target_key) was already intended, the existing row comes back
@@ -262,6 +267,9 @@ def record_intent(session: Session, kind: str, target_key: str, order: Order | N
     processes; the insert uses ON CONFLICT DO NOTHING so a duplicate neither raises nor poisons the
     caller's transaction (no savepoint: on SQLite a savepoint opened first would escape the transaction).
     The summary must not contain secrets (it is stored and shown to operators).
+
+    ``queued``: the effect is only written down for the loop to perform later (status "queued"), so nothing
+    can be in flight for it; the loop still asks the venue first, but without waiting out a call in flight.
     """
     from sqlalchemy import select
 
@@ -279,7 +287,8 @@ def record_intent(session: Session, kind: str, target_key: str, order: Order | N
     session.flush()
     now = _now()
     stmt = insert(SideEffect).values(
-        kind=kind, target_key=target_key, order_id=order.id if order is not None else None, status="intended",
+        kind=kind, target_key=target_key, order_id=order.id if order is not None else None,
+        status="queued" if queued else "intended",
         request=dict(request_summary) if request_summary else None, created_at=now, updated_at=now,
     ).on_conflict_do_nothing(index_elements=["kind", "target_key"]).returning(SideEffect.id)
     new_id = session.execute(stmt).scalar_one_or_none()
@@ -296,7 +305,7 @@ def record_intent(session: Session, kind: str, target_key: str, order: Order | N
 def record_outcome(session: Session, effect: SideEffect, status: str,
                    outcome: Mapping[str, Any] | None = None) -> SideEffect:
     """Store what happened to an intended side effect: done | failed | unknown (the venue must be re-read)."""
-    if status not in SIDE_EFFECT_STATUSES - {"intended"}:
+    if status not in SIDE_EFFECT_STATUSES - {"intended", "queued"}:
         raise ValueError(f"outcome status must be done, failed or unknown, not {status!r}")
     if effect.status == "done" and status != "done":
         raise ValueError(f"side effect {effect.kind}:{effect.target_key} is already done")
@@ -374,8 +383,8 @@ def review_reject(session: Session, order: Order, *, by: str, reason: str) -> Or
                actor=f"operator:{by}")
     if src is not S.PENDING:
         record_intent(session, "gate_cancel", payout_target(order.payout_id), order,
-                      {"payout_id": order.payout_id, "why": "operator reject"})
+                      {"payout_id": order.payout_id, "why": "operator reject"}, queued=True)
     for ad in session.scalars(select(Ad).where(Ad.order_id == order.id, Ad.status == "live")):
         record_intent(session, "ad_cancel", ad_target(ad.bybit_item_id), order,
-                      {"item_id": ad.bybit_item_id, "why": "operator reject"})
+                      {"item_id": ad.bybit_item_id, "why": "operator reject"}, queued=True)
     return order

@@ -8,7 +8,7 @@ believes:
 * zero auditor violations; no fraudulent buyer's order reached COMPLETED;
 * nothing done twice: one Gate approve per payout, one Bybit release per order, never two live ads for one
   of our orders at any sampled moment, no merchant chat message sent twice (a crash must not resend);
-* every payout terminal or with an operator, and no intent row left "intended"/"unknown";
+* every payout terminal or with an operator, and no intent row left unresolved (queued/intended/unknown);
 * a clean SIGTERM exit within supervisord's stopwaitsecs, with the Gate working balance reset to 0.
 
 The helpers at the top are shared with test_faults.py.
@@ -153,21 +153,19 @@ def chat_duplicates(stack: SandboxStack) -> tuple[list[str], int]:
 
 
 def stuck_intents(stack: SandboxStack) -> list[tuple[str, str, str]]:
-    """Intent rows still "intended"/"unknown": nobody knows whether that venue call happened.
+    """Intent rows still queued/intended/unknown: nobody knows whether that venue call happened.
 
-    One case is tolerated and only that one: a chat message to a Bybit order that is closed on the venue
-    (cancelled/finished), because nothing will ever be sent to that chat again and no money depends on it.
-    Every other kind (accept, ad create/cancel, approve, release, Gate cancel) must be resolved.
+    None is tolerated, chat messages included: one begun for an order the dialogue has left is settled by
+    reading the chat (``Engine._settle_chat_sends``).
     """
     from sqlalchemy import select
 
     from orchestrator.models import SideEffect
+    from orchestrator.states import UNRESOLVED_EFFECT_STATUSES
 
-    rows = stack._query(lambda s: [tuple(r) for r in s.execute(
+    return stack._query(lambda s: [tuple(r) for r in s.execute(
         select(SideEffect.kind, SideEffect.target_key, SideEffect.status)
-        .where(SideEffect.status.in_(["intended", "unknown"]))).all()])
-    closed = {str(o["id"]) for o in sandbox_get(stack, "/sandbox/bybit/orders")["orders"] if o["status"] in (40, 50)}
-    return [r for r in rows if not (r[0] == "chat_send" and r[1].split(":")[1] in closed)]
+        .where(SideEffect.status.in_(UNRESOLVED_EFFECT_STATUSES))).all()])
 
 
 def fraud_paid(stack: SandboxStack) -> list[dict[str, Any]]:

@@ -277,8 +277,8 @@ def test_review_reject_cancels_and_queues_cleanup(session: Session) -> None:
     session.commit()
     assert order.state == "CANCELLED"
     intents = {(e.kind, e.target_key, e.status) for e in session.scalars(select(SideEffect))}
-    assert intents == {("gate_cancel", payout_target(order.payout_id), "intended"),
-                       ("ad_cancel", ad_target("77"), "intended")}
+    assert intents == {("gate_cancel", payout_target(order.payout_id), "queued"),
+                       ("ad_cancel", ad_target("77"), "queued")}
 
 
 def test_review_reject_refused_after_gate_approval(session: Session) -> None:
