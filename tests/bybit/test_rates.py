@@ -139,6 +139,8 @@ def test_market_host_unreachable(sandbox: Any) -> None:
         ({}, "schema_violation"),
         ({"amount_rub": "ten"}, "schema_violation"),
         ({"amount_rub": 0}, "invalid_amount"),
+        ({"amount_rub": 1.5e300}, "invalid_amount"),
+        ({"amount_rub": "10000.001"}, "invalid_amount"),
         ({"amount_rub": 100, "at": "2026-06-15T09:00:00"}, "invalid_at"),
         ({"amount_rub": 100, "rules": [{"name": "x", "page_number": 1, "ad_index": 0, "time_start": "25:00",
                                         "time_end": "01:00"}]}, "schema_violation"),

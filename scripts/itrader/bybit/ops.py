@@ -30,13 +30,26 @@ MARKET_PAYMENT_TYPES = [shape.SBP_TYPE, shape.TINKOFF_TYPE]
 # -- small helpers ------------------------------------------------------------------------------------------
 
 
-def _money(value: Any, what: str, *, positive: bool = True, code: str = "invalid_ad_params") -> Decimal:
+# No P2P amount, price or quantity comes near this; a larger number is a typo or an attack on the maths.
+MONEY_CEILING = Decimal("1e12")
+
+
+def _money(value: Any, what: str, *, positive: bool = True, code: str = "invalid_ad_params",
+           places: int | None = None) -> Decimal:
+    """An exact decimal from the input, or an InputError that names the field.
+
+    ``places``: the most digits after the point the currency has (2 for roubles: kopecks).
+    """
     try:
         out = Decimal(str(value).strip())
     except (InvalidOperation, ValueError):
         raise InputError(code, f"{what} is not a decimal number") from None
     if not out.is_finite() or (positive and out <= 0):
         raise InputError(code, f"{what} must be a positive number")
+    if abs(out) >= MONEY_CEILING:
+        raise InputError(code, f"{what} must be below {MONEY_CEILING:f}")
+    if places is not None and out != out.quantize(Decimal(1).scaleb(-places)):
+        raise InputError(code, f"{what} has more than {places} digits after the point")
     return out
 
 
@@ -199,7 +212,7 @@ def get_rates(request: dict[str, Any], ctx: Any) -> dict[str, Any]:
     """Market rates plus our ad price by the configured rule (default: the tiered rule)."""
     from itrader.bybit import pricing
 
-    amount = _money(request["amount_rub"], "amount_rub", code="invalid_amount")
+    amount = _money(request["amount_rub"], "amount_rub", code="invalid_amount", places=2)
     at = pricing.parse_at(request.get("at"))
     rules = pricing.parse_rules(request["rules"]) if request.get("rules") else list(pricing.TIERED_RULES)
     rule = pricing.select_rule(rules, amount, at)
