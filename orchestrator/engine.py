@@ -718,14 +718,11 @@ class Engine:
             target = f"chat:{bybit_order_id}:{label}:{i}"
             msg_uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"itrader:{target}"))
 
-            def reconcile(msg_uuid: str = msg_uuid, text: str = text) -> dict[str, Any] | bool | None:
-                r = self.bybit.get_chat(keys, bybit_order_id)
-                if not r.ok:
+            def reconcile(text: str = text) -> dict[str, Any] | bool | None:
+                ours = self._our_messages(keys, bybit_order_id)
+                if ours is None:
                     return None
-                for m in r.data.get("messages", []):
-                    if m.get("is_ours") and m.get("message") == text:
-                        return {"message_id": m.get("id")}
-                return False
+                return next(({"message_id": m.get("id")} for m in ours if m.get("message") == text), False)
 
             summary = {"text": text[:200], "msg_uuid": msg_uuid, "account_id": keys.account_id}
             status, _ = self._effect(order_id, "chat_send", target, summary,
@@ -738,6 +735,13 @@ class Engine:
                     s.add(ChatMessage(order_id=order_id, msg_uuid=msg_uuid, direction="out", text=text,
                                       content_type="str", sent_at=utcnow()))
         return True
+
+    def _our_messages(self, keys: BybitKeys, bybit_order_id: str) -> list[dict[str, Any]] | None:
+        """The messages we sent in a Bybit order's chat, as the venue has them; None if it cannot tell."""
+        r = self.bybit.get_chat(keys, bybit_order_id)
+        if not r.ok:
+            return None
+        return [m for m in r.data.get("messages", []) if m.get("is_ours")]
 
     def _reissue_or_cancel(self, order_id: int, reason: str) -> None:
         with self.sessions() as s:
@@ -773,7 +777,7 @@ class Engine:
         USDT frozen for a payout we no longer hold, and its buyer would be ignored.  Each such ad is looked
         for by the token in its remark; one found is recorded (so the caller takes it down) and the intent is
         marked done; none found marks it failed, retryable (known not to exist, so creating it later is safe).
-        Returns the ads found, or None when Bybit could not answer.
+        Returns the ads found, or None when Bybit could not answer or a create may still be in flight.
         """
         with self.sessions() as s:
             rows = list(s.scalars(select(SideEffect).where(
@@ -1170,11 +1174,10 @@ class Engine:
             request = effect.request or {}
             with self.sessions() as s:
                 keys = self.bybit_keys(s, request.get("account_id") or account_id)
-            r = self.bybit.get_chat(keys, bybit_order_id)
-            if r.ok:
-                text = request.get("text") or ""
-                landed = any(m.get("is_ours") and (m.get("message") or "")[:len(text)] == text
-                             for m in r.data.get("messages", []))
+            ours = self._our_messages(keys, bybit_order_id)
+            if ours is not None:
+                text = request.get("text") or ""  # the intent keeps the first 200 characters
+                landed = any((m.get("message") or "")[:len(text)] == text for m in ours)
                 outcome = ("done", {"data": {}, "reconciled": True}) if landed else \
                     ("failed", {"code": "not_sent", "retryable": True, "reconciled": True})
             elif State(state) in TERMINAL:
